@@ -1,0 +1,188 @@
+"""The JSON catalog: ``ROOT/catalog.json``, one record per dataset.
+
+Writes take an exclusive file lock (``catalog.json.lock``), re-read the file
+under the lock, change only the records asked for, and replace the file
+atomically (temporary file in the same folder, fsync, rename, fsync of the
+folder), so concurrent writers lose nothing and a crash leaves either the old
+or the new catalog. A file that is not valid JSON is never written over: the
+error names its line and column. A record that fails the schema makes only
+that dataset unavailable, with an error naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from filelock import FileLock
+
+from .errors import CatalogError, DatasetNotFound, RootNotWritable
+
+__all__ = ["CATALOG_NAME", "SCHEMA_VERSION", "Catalog", "now", "schema"]
+
+CATALOG_NAME = "catalog.json"
+SCHEMA_VERSION = 1
+LOCK_TIMEOUT_S = 120.0
+
+Record = dict[str, Any]
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The catalog's JSON Schema (shipped as ``precomputed/schema/catalog.schema.json``)."""
+    text = resources.files("precomputed").joinpath("schema/catalog.schema.json").read_text()
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=1)
+def _record_validator() -> jsonschema.Draft202012Validator:
+    full = schema()
+    sub = {"$defs": full["$defs"], **full["$defs"]["record"]}
+    return jsonschema.Draft202012Validator(sub, format_checker=jsonschema.FormatChecker())
+
+
+def now() -> str:
+    """UTC time stamp as stored in records."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def record_errors(record: Any) -> list[str]:
+    """Every schema violation of one record, each naming the field (``voxel_size[2]: ...``)."""
+    errors = sorted(_record_validator().iter_errors(record), key=lambda e: list(e.absolute_path))
+    out = []
+    for err in errors:
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path).lstrip(".")
+        out.append(f"{field or '(record)'}: {err.message}")
+    return out
+
+
+class Catalog:
+    """The catalog of one store root (a local folder).
+
+    Parameters
+    ----------
+    root
+        The store root; ``catalog.json`` lives directly inside it.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.path = self.root / CATALOG_NAME
+        self._lock = FileLock(str(self.root / (CATALOG_NAME + ".lock")), timeout=LOCK_TIMEOUT_S)
+
+    # reading ---------------------------------------------------------------
+    def _load(self) -> dict[str, Any]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {"schema_version": SCHEMA_VERSION, "datasets": {}}
+        except OSError as exc:
+            raise CatalogError(f"{self.path}: cannot be read: {exc.strerror or exc}") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CatalogError(
+                f"{self.path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; "
+                "fix or move it away (it is never overwritten while malformed)"
+            ) from exc
+        if not isinstance(data, dict) or not isinstance(data.get("datasets"), dict):
+            raise CatalogError(f"{self.path}: top level must be an object with a 'datasets' object")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise CatalogError(f"{self.path}: schema_version is {version!r}, this blockio reads {SCHEMA_VERSION}")
+        return data
+
+    def ids(self) -> list[str]:
+        """Every catalogued id, valid or not, sorted."""
+        return sorted(self._load()["datasets"])
+
+    def get(self, dataset_id: str) -> Record:
+        """One validated record; a record that fails the schema raises CatalogError naming the field."""
+        datasets = self._load()["datasets"]
+        if dataset_id not in datasets:
+            known = ", ".join(sorted(datasets)) or "none"
+            raise DatasetNotFound(f"no dataset {dataset_id!r} in {self.path} (catalogued: {known})")
+        record = datasets[dataset_id]
+        problems = record_errors(record)
+        if problems:
+            raise CatalogError(f"dataset {dataset_id!r} is unavailable: {problems[0]}")
+        return record  # type: ignore[no-any-return]
+
+    def records(self) -> Iterator[tuple[str, Record | None, list[str]]]:
+        """``(id, record or None, problems)`` for every dataset; invalid ones have problems."""
+        for dataset_id, record in sorted(self._load()["datasets"].items()):
+            problems = record_errors(record)
+            yield dataset_id, (None if problems else record), problems
+
+    def __contains__(self, dataset_id: object) -> bool:
+        return dataset_id in self._load()["datasets"]
+
+    # writing ---------------------------------------------------------------
+    def update(self, dataset_id: str, change: Callable[[Record | None], Record | None]) -> Record | None:
+        """Apply ``change(old) -> new`` to one record under the lock; ``None`` removes it.
+
+        The new record is validated before anything is written.
+        """
+        self._ensure_root()
+        with self._lock:
+            data = self._load()
+            new = change(data["datasets"].get(dataset_id))
+            if new is None:
+                data["datasets"].pop(dataset_id, None)
+            else:
+                problems = record_errors(new)
+                if problems:
+                    raise CatalogError(f"refusing to write dataset {dataset_id!r}: {problems[0]}")
+                data["datasets"][dataset_id] = new
+            self._write(data)
+            return new
+
+    def put(self, record: Record) -> Record:
+        """Insert or replace a record (its ``id`` is the key)."""
+        self.update(record["id"], lambda _old: record)
+        return record
+
+    def remove(self, dataset_id: str) -> None:
+        """Drop a record; the stores are not touched."""
+        if dataset_id not in self:
+            raise DatasetNotFound(f"no dataset {dataset_id!r} in {self.path}")
+        self.update(dataset_id, lambda _old: None)
+
+    def lock(self) -> FileLock:
+        """The catalog's lock, for callers that must move stores and write the record as one step."""
+        self._ensure_root()
+        return self._lock
+
+    def _ensure_root(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RootNotWritable(f"store root {self.root} cannot be created: {exc.strerror or exc}") from exc
+        if not os.access(self.root, os.W_OK):
+            raise RootNotWritable(f"store root {self.root} is not writable")
+
+    def _write(self, data: dict[str, Any]) -> None:
+        text = json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n"
+        fd, tmp = tempfile.mkstemp(prefix=".catalog.", suffix=".tmp", dir=self.root)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

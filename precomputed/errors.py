@@ -1,0 +1,87 @@
+"""Errors raised while writing stores.
+
+The tree::
+
+    PrecomputedError
+     ├── InvalidSource (ValueError)        the raw data cannot be ingested as given
+     │    └── UnsupportedFormat            no reader for this file or folder
+     ├── SourceNotFound (FileNotFoundError)
+     ├── InvalidAxes (ValueError)          an --axes string that is not a volume layout
+     ├── InvalidOption (ValueError)        a bad voxel size, unit, chunk size, profile, ...
+     ├── InvalidDatasetId (ValueError)
+     ├── DatasetExists (FileExistsError)   refuse to replace a dataset without overwrite
+     ├── DatasetNotFound (KeyError)
+     ├── RootNotWritable (PermissionError)
+     ├── CatalogError (ValueError)         catalog.json is malformed or a record is invalid
+     └── StoreError (OSError)              writing a store failed (disk full, I/O error)
+
+Every message is one line a user can act on; the CLI prints it without a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CatalogError",
+    "DatasetExists",
+    "DatasetNotFound",
+    "InvalidAxes",
+    "InvalidDatasetId",
+    "InvalidOption",
+    "InvalidSource",
+    "PrecomputedError",
+    "RootNotWritable",
+    "SourceNotFound",
+    "StoreError",
+    "UnsupportedFormat",
+]
+
+
+class PrecomputedError(Exception):
+    """Base class of every error raised by the ``precomputed`` package."""
+
+
+class InvalidSource(PrecomputedError, ValueError):
+    """The raw dataset cannot be ingested as given (mixed shapes, bad dtype, ...)."""
+
+
+class UnsupportedFormat(InvalidSource):
+    """No reader recognises this file or folder."""
+
+
+class SourceNotFound(PrecomputedError, FileNotFoundError):
+    """A source file or folder does not exist or cannot be opened."""
+
+
+class InvalidAxes(PrecomputedError, ValueError):
+    """An axes string that does not describe a 3-D volume (e.g. ``zyx``, ``czyx``)."""
+
+
+class InvalidOption(PrecomputedError, ValueError):
+    """A bad option value: voxel size, unit, chunk size, profile name, ..."""
+
+
+class InvalidDatasetId(PrecomputedError, ValueError):
+    """A dataset id with characters other than ``[A-Za-z0-9._-]``."""
+
+
+class DatasetExists(PrecomputedError, FileExistsError):
+    """The dataset id is catalogued already and overwrite was not asked for."""
+
+
+class DatasetNotFound(PrecomputedError, KeyError):
+    """No catalog record with this id."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want plain text
+        return str(self.args[0]) if self.args else ""
+
+
+class RootNotWritable(PrecomputedError, PermissionError):
+    """The store root cannot be created or written."""
+
+
+class CatalogError(PrecomputedError, ValueError):
+    """catalog.json is malformed, or a record fails the schema."""
+
+
+class StoreError(PrecomputedError, OSError):
+    """Writing a store failed: disk full, I/O error, unreadable chunk."""

@@ -1,0 +1,104 @@
+"""The Neuroglancer precomputed image layer, written with CloudVolume.
+
+Every mip of the pyramid gets a scale in ``info`` with the same voxel size,
+zero offset and shape as the OME-Zarr level of the same number. Chunks are
+``raw`` encoded and, by default, stored uncompressed: that is the fastest
+thing to write and to serve (the OME-Zarr copy is the compressed one).
+``compress="gzip"`` stores ``*.gz`` chunks instead, which Neuroglancer reads
+when the file server sends ``Content-Encoding: gzip``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from cloudvolume import CloudVolume
+
+from .errors import InvalidOption
+from .pyramid import Mip
+
+__all__ = ["COMPRESSIONS", "create_image_layer", "open_layer", "write_box"]
+
+COMPRESSIONS = ("none", "gzip")
+Xyz = tuple[int, int, int]
+
+
+def _url(path: str) -> str:
+    return path if "://" in path else f"file://{path}"
+
+
+def create_image_layer(
+    path: str,
+    *,
+    mips: list[Mip],
+    channels: int,
+    dtype: np.dtype[Any],
+    chunk_size: Xyz,
+    layer_type: str = "image",
+    encoding: str = "raw",
+) -> dict[str, Any]:
+    """Write the layer's ``info`` with one scale per mip; returns it."""
+    base = mips[0]
+    info = CloudVolume.create_new_info(
+        num_channels=channels,
+        layer_type=layer_type,
+        data_type=np.dtype(dtype).name,
+        encoding=encoding,
+        resolution=[_num(v) for v in base.voxel_size],
+        voxel_offset=[0, 0, 0],
+        volume_size=list(base.shape),
+        chunk_size=list(chunk_size),
+    )
+    vol = CloudVolume(_url(path), info=info, progress=False)
+    for mip in mips[1:]:
+        vol.add_scale(_cumulative(mips, mip.level), chunk_size=list(chunk_size))
+    for mip in mips:
+        scale = vol.info["scales"][mip.level]
+        if tuple(scale["size"]) != tuple(mip.shape) or tuple(scale["resolution"]) != tuple(mip.voxel_size):
+            raise InvalidOption(
+                f"CloudVolume planned mip {mip.level} as size {scale['size']} at {scale['resolution']} nm, "
+                f"the OME-Zarr pyramid as {list(mip.shape)} at {list(mip.voxel_size)} nm"
+            )
+    vol.commit_info()
+    return vol.info
+
+
+def _num(v: float) -> float | int:
+    # integral sizes as ints, so scale keys read "8_8_40" as CloudVolume names them
+    return int(v) if float(v).is_integer() else float(v)
+
+
+def _cumulative(mips: list[Mip], level: int) -> list[int]:
+    total = np.ones(3, dtype=np.int64)
+    for mip in mips[1 : level + 1]:
+        total *= np.array(mip.factor)
+    return [int(v) for v in total]
+
+
+def open_layer(path: str, mip: int, *, compress: str = "none") -> CloudVolume:
+    """Open one mip of the layer for chunk-aligned writes."""
+    if compress not in COMPRESSIONS:
+        raise InvalidOption(f"unknown compression {compress!r}; choose one of {', '.join(COMPRESSIONS)}")
+    return CloudVolume(
+        _url(path),
+        mip=mip,
+        compress=False if compress == "none" else "gzip",
+        progress=False,
+        non_aligned_writes=False,
+        fill_missing=False,
+        delete_black_uploads=False,
+        parallel=1,
+        cache=False,
+    )
+
+
+def write_box(vol: CloudVolume, start: Xyz, block: npt.NDArray[Any]) -> None:
+    """Write a C-order ``[c, z, y, x]`` block at ``start`` (x, y, z).
+
+    The transpose is CloudVolume's Fortran ``(x, y, z, c)`` view, no copy.
+    """
+    x0, y0, z0 = start
+    _, z, y, x = block.shape
+    vol[x0 : x0 + x, y0 : y0 + y, z0 : z0 + z] = block.T

@@ -1,0 +1,123 @@
+"""The work of one ingest task: read a box, summarise it, write its mips.
+
+Module-level functions of picklable arguments, so the same task runs on
+Dask's threads, processes or a distributed cluster. A task writes a *done
+marker* (its statistics, as ``.npz``) atomically after both stores hold its
+chunks; a rerun skips tasks with a marker, which makes a killed ingest
+resumable and its result bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import image_layer, omezarr, stats
+from .hashing import file_sha256
+from .pyramid import Mip, downsample_average
+from .readers import open_reader
+from .readers.base import SourceSpec, VolumeReader
+from .tasks import Box
+
+__all__ = ["BoxJob", "HashJob", "run_box", "run_hash"]
+
+
+@dataclass(frozen=True)
+class BoxJob:
+    """Read ``box`` of ``read_mip`` and write ``write_mips`` to both stores."""
+
+    box: Box
+    read_mip: int
+    write_mips: tuple[int, ...]
+    mips: tuple[Mip, ...]
+    spec: SourceSpec | None  # set for pass 0: read the raw source
+    zarr_path: str
+    layer_path: str
+    compress: str
+    marker: str
+    summarise: bool
+
+
+@dataclass(frozen=True)
+class HashJob:
+    """SHA-256 of some source files; the digests are cached in ``marker``."""
+
+    paths: tuple[str, ...]
+    marker: str
+
+
+_local = threading.local()
+
+
+def _cached(kind: str, key: Any, make: Any) -> Any:
+    # one handle per thread: CloudVolume and file handles are not shared across threads or forks
+    cache = _local.__dict__.setdefault("handles", {})
+    pid_key = (os.getpid(), kind, key)
+    if pid_key not in cache:
+        cache[pid_key] = make()
+    return cache[pid_key]
+
+
+def _reader(spec: SourceSpec) -> VolumeReader:
+    return _cached("reader", spec, lambda: open_reader(spec))  # type: ignore[no-any-return]
+
+
+def _write_marker(path: str, arrays: dict[str, Any]) -> None:
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def run_box(job: BoxJob) -> list[stats.Summary] | None:
+    """Do one box (or load its result from its marker); returns per-channel summaries."""
+    if os.path.exists(job.marker):
+        if not job.summarise:
+            return None
+        with np.load(job.marker) as data:
+            n = int(data["channels"])
+            return [stats.Summary.from_arrays(data, f"c{i}_") for i in range(n)]
+    if job.spec is not None:
+        block = _reader(job.spec).read(job.box.start, job.box.stop)
+    else:
+        level = _cached("zarr-r", (job.zarr_path, job.read_mip), lambda: omezarr.open_level(job.zarr_path, job.read_mip, "r"))
+        block = omezarr.read_box(level, job.box.start, job.box.stop)
+    summaries = [stats.block_summary(block[c]) for c in range(block.shape[0])] if job.summarise else None
+    box = job.box
+    for level_no in job.write_mips:
+        mip = job.mips[level_no]
+        if level_no != job.read_mip:
+            block = downsample_average(block, mip.factor)
+            box = box.scaled(mip.factor, mip.shape)
+        if block.shape[1:] != box.shape[::-1]:
+            raise RuntimeError(f"internal: mip {level_no} block {block.shape} does not fill box {box}")
+        zarr_array = _cached("zarr-w", (job.zarr_path, level_no), lambda: omezarr.open_level(job.zarr_path, level_no))
+        omezarr.write_box(zarr_array, box.start, block)
+        vol = _cached("cv", (job.layer_path, level_no, job.compress), lambda: image_layer.open_layer(job.layer_path, level_no, compress=job.compress))
+        image_layer.write_box(vol, box.start, block)
+    arrays: dict[str, Any] = {"channels": np.array(len(summaries or []))}
+    for i, s in enumerate(summaries or []):
+        arrays.update(s.to_arrays(f"c{i}_"))
+    _write_marker(job.marker, arrays)
+    return summaries
+
+
+def run_hash(job: HashJob) -> list[str]:
+    """SHA-256 of each file of the job (cached in its marker)."""
+    if os.path.exists(job.marker):
+        with open(job.marker, encoding="ascii") as fh:
+            digests = fh.read().split()
+        if len(digests) == len(job.paths):
+            return digests
+    digests = [file_sha256(p) for p in job.paths]
+    tmp = f"{job.marker}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="ascii") as fh:
+        fh.write("\n".join(digests))
+    os.replace(tmp, job.marker)
+    return digests

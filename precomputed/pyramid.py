@@ -1,0 +1,181 @@
+"""Anisotropy-aware multiscale pyramids.
+
+A pyramid is planned from the mip-0 shape and voxel size: an axis whose
+voxels are finer than the coarsest axis by more than sqrt(2) is halved alone
+(2x2x1 for typical serial-section EM), until the voxels are near-isotropic,
+then all axes are halved together (2x2x2), as igneous does. Levels are added
+until one fits in a single chunk.
+
+Averaging is exact and local: a voxel of mip ``k+1`` is the mean of the (up
+to ``fx*fy*fz``) voxels of mip ``k`` it covers, so a pyramid computed block by
+block over chunk-aligned boxes equals the one computed from the whole volume.
+tinybrain is not used: its 2x2x1 path zero-fills the last column of odd-sized
+arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Mip", "downsample_average", "downsample_mode", "plan_pyramid"]
+
+Xyz = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Mip:
+    """One pyramid level: ``shape`` and ``voxel_size`` are (x, y, z).
+
+    ``factor`` is the (x, y, z) factor from the previous level, ``(1, 1, 1)``
+    for mip 0.
+    """
+
+    level: int
+    shape: Xyz
+    voxel_size: tuple[float, float, float]
+    factor: Xyz
+
+
+def next_factor(voxel_size: tuple[float, float, float], shape: Xyz) -> Xyz:
+    """The (x, y, z) factor for the next level: halve the fine axes first.
+
+    Axes already down to one voxel take no part (a single section stays one).
+    """
+    live = [n > 1 for n in shape]
+    if not any(live):
+        return (1, 1, 1)
+    coarsest = max(v for v, ok in zip(voxel_size, live) if ok)
+    fine = [ok and v * math.sqrt(2) < coarsest for v, ok in zip(voxel_size, live)]
+    if not any(fine):
+        fine = live
+    return tuple(2 if f else 1 for f in fine)  # type: ignore[return-value]
+
+
+def plan_pyramid(
+    shape: Xyz,
+    voxel_size: tuple[float, float, float],
+    chunk_size: Xyz,
+    *,
+    max_mips: int | None = None,
+) -> list[Mip]:
+    """Plan the levels of a pyramid.
+
+    Parameters
+    ----------
+    shape, voxel_size, chunk_size
+        (x, y, z) of mip 0; voxel size in nm.
+    max_mips
+        Stop after this many levels (mip 0 included); ``None`` continues until
+        a level fits in one chunk.
+    """
+    mips = [Mip(0, tuple(shape), tuple(float(v) for v in voxel_size), (1, 1, 1))]  # type: ignore[arg-type]
+    while max_mips is None or len(mips) < max_mips:
+        last = mips[-1]
+        if all(n <= c for n, c in zip(last.shape, chunk_size)):
+            break
+        factor = next_factor(last.voxel_size, last.shape)
+        if factor == (1, 1, 1):
+            break
+        mips.append(
+            Mip(
+                last.level + 1,
+                tuple(-(-n // f) for n, f in zip(last.shape, factor)),  # type: ignore[arg-type]
+                tuple(v * f for v, f in zip(last.voxel_size, factor)),  # type: ignore[arg-type]
+                factor,
+            )
+        )
+    return mips
+
+
+def _blocks(arr: npt.NDArray[Any], factor_zyx: tuple[int, int, int]) -> tuple[npt.NDArray[Any], tuple[int, ...]]:
+    """Reshape ``[c, z, y, x]`` into ``[c, Z, fz, Y, fy, X, fx]``, padding odd edges with zeros.
+
+    Returns the reshaped array and the per-axis amount of padding (z, y, x).
+    """
+    c = arr.shape[0]
+    pads = tuple((-n) % f for n, f in zip(arr.shape[1:], factor_zyx))
+    if any(pads):
+        arr = np.pad(arr, ((0, 0),) + tuple((0, p) for p in pads))
+    z, y, x = arr.shape[1:]
+    fz, fy, fx = factor_zyx
+    return arr.reshape(c, z // fz, fz, y // fy, fy, x // fx, fx), pads
+
+
+def _counts(shape_zyx: tuple[int, ...], factor_zyx: tuple[int, int, int]) -> npt.NDArray[np.int64]:
+    """How many real voxels each output voxel averages (fewer at odd edges)."""
+    per_axis = []
+    for n, f in zip(shape_zyx, factor_zyx):
+        m = -(-n // f)
+        cnt = np.full(m, f, dtype=np.int64)
+        if n % f:
+            cnt[-1] = n % f
+        per_axis.append(cnt)
+    return per_axis[0][:, None, None] * per_axis[1][None, :, None] * per_axis[2][None, None, :]
+
+
+def downsample_average(arr: npt.NDArray[Any], factor: Xyz) -> npt.NDArray[Any]:
+    """Average-pool a C-order ``[c, z, y, x]`` array by an (x, y, z) factor.
+
+    Integer outputs round half up; floats are averaged in float64 and cast
+    back. Odd edges average the voxels that exist.
+    """
+    fx, fy, fz = factor
+    fzyx = (fz, fy, fx)
+    blocks, pads = _blocks(arr, fzyx)
+    integer = np.issubdtype(arr.dtype, np.integer)
+    acc = np.uint64 if integer and arr.dtype.itemsize >= 4 else (np.uint32 if integer else np.float64)
+    if integer and np.issubdtype(arr.dtype, np.signedinteger):
+        acc = np.int64
+    total = blocks.sum(axis=(2, 4, 6), dtype=acc)
+    if any(pads):
+        count = _counts(arr.shape[1:], fzyx)
+    else:
+        count = np.asarray(fx * fy * fz)
+    if integer:
+        out = (total + count // 2) // count
+    else:
+        out = total / count
+    return np.ascontiguousarray(out.astype(arr.dtype, copy=False))
+
+
+def downsample_mode(arr: npt.NDArray[Any], factor: Xyz) -> npt.NDArray[Any]:
+    """Mode-pool a label array ``[c, z, y, x]`` by an (x, y, z) factor.
+
+    Ties go to the smallest label; the padding of odd edges never wins.
+    """
+    fx, fy, fz = factor
+    c, z, y, x = arr.shape
+    blocks, pads = _blocks(arr, (fz, fy, fx))
+    # [c, Z, Y, X, f] with the window's voxels last
+    win = blocks.transpose(0, 1, 3, 5, 2, 4, 6).reshape(c, blocks.shape[1], blocks.shape[3], blocks.shape[5], -1)
+    mask = np.ones((z + pads[0], y + pads[1], x + pads[2]), dtype=bool)
+    mask[z:, :, :] = False
+    mask[:, y:, :] = False
+    mask[:, :, x:] = False
+    mask = mask.reshape(blocks.shape[1], fz, blocks.shape[3], fy, blocks.shape[5], fx)
+    mask = mask.transpose(0, 2, 4, 1, 3, 5).reshape(blocks.shape[1], blocks.shape[3], blocks.shape[5], -1)
+    # padding becomes the window's max so it sorts last; runs are cut at the valid count
+    if any(pads):
+        fill = np.where(mask, win, win.max(axis=-1, keepdims=True))
+        srt = np.sort(fill, axis=-1)
+        nvalid = mask.sum(axis=-1)
+    else:
+        srt = np.sort(win, axis=-1)
+        nvalid = None
+    n = srt.shape[-1]
+    # run lengths of equal values in each sorted window
+    starts = np.ones(srt.shape, dtype=bool)
+    starts[..., 1:] = srt[..., 1:] != srt[..., :-1]
+    idx = np.arange(n)
+    start_pos = np.maximum.accumulate(np.where(starts, idx, 0), axis=-1)
+    run_len = idx - start_pos + 1
+    if nvalid is not None:
+        run_len = np.where(idx < nvalid[None, ..., None], run_len, 0)
+    best = run_len.argmax(axis=-1)
+    # argmax returns the end of the first longest run: the smallest label among ties
+    return np.ascontiguousarray(np.take_along_axis(srt, best[..., None], axis=-1)[..., 0])

@@ -1,0 +1,97 @@
+"""The interface every raw-format reader implements.
+
+A reader describes a volume in the project's conventions (shape ``(x, y, z)``,
+``channels``, ``dtype``) and hands out sub-volumes as C-order ``[c, z, y, x]``
+arrays, whatever the axis order in the file. Readers never load the whole
+volume: :meth:`VolumeReader.read` touches only the slices / chunks it needs.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["SOURCES", "Sourced", "SourceSpec", "VolumeReader"]
+
+#: Where a catalog value came from (DESIGN.md, "Imputation").
+SOURCES = ("file", "array", "profile", "user", "default")
+SourceKind = Literal["file", "array", "profile", "user", "default"]
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """A value with its provenance: ``source`` is one of :data:`SOURCES`."""
+
+    value: Any
+    source: SourceKind
+    detail: str
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Everything needed to (re)open a source in any worker process.
+
+    Readers are opened from a spec rather than pickled, so Dask tasks on other
+    processes or hosts open their own file handles.
+    """
+
+    paths: tuple[str, ...]
+    format: str
+    axes: str | None = None  # the user's --axes, if given
+    dataset_key: str | None = None  # HDF5 dataset / Zarr array path
+
+
+class VolumeReader(abc.ABC):
+    """A raw volume opened for streaming reads.
+
+    Attributes
+    ----------
+    format : str
+        Reader name: ``tiff-stack``, ``tiff``, ``ome-tiff``, ``imagej-tiff``,
+        ``hdf5``, ``npy``, ``zarr``, ``ome-zarr``.
+    paths : tuple of str
+        Files the volume comes from (every slice for a TIFF stack).
+    shape : tuple of int
+        ``(x, y, z)`` in voxels.
+    channels : int
+        Number of channels (1 when the file has no channel axis).
+    dtype : numpy.dtype
+    axes : Sourced
+        The file's own axis order as a lower-case string over ``czyx`` (e.g.
+        ``"zcyx"``), with where it came from: ``file`` (metadata), ``user``
+        (``--axes``) or ``default`` (assumed ``zyx``).
+    voxel_size : Sourced or None
+        ``(x, y, z)`` in nanometres when the file's metadata states it
+        (source ``file``), else ``None``.
+    """
+
+    format: str
+    paths: tuple[str, ...]
+    shape: tuple[int, int, int]
+    channels: int
+    dtype: np.dtype[Any]
+    axes: Sourced
+    voxel_size: Sourced | None
+
+    @abc.abstractmethod
+    def read(
+        self, start: tuple[int, int, int], stop: tuple[int, int, int]
+    ) -> npt.NDArray[Any]:
+        """Read the box ``[start, stop)`` given as ``(x, y, z)`` voxels.
+
+        Returns a C-order array ``[c, z, y, x]`` (``c`` is 1 for single-channel
+        volumes) of dtype :attr:`dtype`. The box must lie inside the volume.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release file handles."""
+
+    def __enter__(self) -> "VolumeReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,24 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """An empty store root inside the test's own temp folder."""
+    path = tmp_path / "root"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _no_user_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a developer's own settings must not leak into tests
+    for name in ("BLOCKIO_ROOT", "BLOCKIO_PROFILES", "BLOCKIO_REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    os.environ.setdefault("TQDM_DISABLE", "1")
