@@ -9,13 +9,14 @@ volume: :meth:`VolumeReader.read` touches only the slices / chunks it needs.
 from __future__ import annotations
 
 import abc
+import mmap
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["SOURCES", "Sourced", "SourceSpec", "VolumeReader"]
+__all__ = ["SOURCES", "Sourced", "SourceSpec", "VolumeReader", "drop_mapped_pages"]
 
 #: Where a catalog value came from (DESIGN.md, "Imputation").
 SOURCES = ("file", "array", "profile", "user", "default")
@@ -95,3 +96,18 @@ class VolumeReader(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def drop_mapped_pages(array: Any) -> None:
+    """Unmap the pages a read touched in a memory-mapped array.
+
+    The data stays in the OS page cache; only this process stops holding it,
+    so the RSS of an ingest follows the task size, not the part of the file
+    read so far.
+    """
+    handle = getattr(array, "_mmap", None)
+    if handle is not None and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            handle.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):  # closed or unsupported: nothing held
+            pass
