@@ -22,6 +22,7 @@ __all__ = ["FINE_BINS", "HISTOGRAM_BINS", "PERCENTILES", "Summary", "block_summa
 PERCENTILES = (0.5, 1.0, 99.0, 99.5)
 HISTOGRAM_BINS = 256
 FINE_BINS = 4096
+_PIECE = 1 << 16
 
 
 @dataclass
@@ -75,8 +76,11 @@ def block_summary(block: npt.NDArray[Any]) -> Summary:
     rng = _exact_range(block.dtype)
     if rng is not None:
         lo, hi = rng
-        values = flat if lo == 0 else flat.astype(np.int32) - lo
-        exact = np.bincount(values, minlength=hi - lo + 1).astype(np.int64)
+        exact = np.zeros(hi - lo + 1, dtype=np.int64)
+        # bincount casts to intp: in cache-sized pieces that cast is ~10x faster than on the whole block
+        for i in range(0, flat.size, _PIECE):
+            piece = flat[i : i + _PIECE]
+            exact += np.bincount(piece if lo == 0 else piece.astype(np.int32) - lo, minlength=hi - lo + 1)
         return _from_exact(exact, lo)
     nonfinite = 0
     if np.issubdtype(flat.dtype, np.floating):
