@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 

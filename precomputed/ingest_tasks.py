@@ -97,9 +97,9 @@ def run_box(job: BoxJob) -> list[stats.Summary] | None:
             box = box.scaled(mip.factor, mip.shape)
         if block.shape[1:] != box.shape[::-1]:
             raise RuntimeError(f"internal: mip {level_no} block {block.shape} does not fill box {box}")
-        zarr_array = _cached("zarr-w", (job.zarr_path, level_no), lambda: omezarr.open_level(job.zarr_path, level_no))
+        zarr_array = _cached("zarr-w", (job.zarr_path, level_no), lambda n=level_no: omezarr.open_level(job.zarr_path, n))
         omezarr.write_box(zarr_array, box.start, block)
-        vol = _cached("cv", (job.layer_path, level_no, job.compress), lambda: image_layer.open_layer(job.layer_path, level_no, compress=job.compress))
+        vol = _cached("cv", (job.layer_path, level_no, job.compress), lambda n=level_no: image_layer.open_layer(job.layer_path, n, compress=job.compress))
         image_layer.write_box(vol, box.start, block)
     arrays: dict[str, Any] = {"channels": np.array(len(summaries or []))}
     for i, s in enumerate(summaries or []):

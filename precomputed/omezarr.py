@@ -85,7 +85,7 @@ def set_window(group: zarr.Group, channels: int, dtype: np.dtype[Any], window: t
         lo, hi = float(np.iinfo(dtype).min), float(np.iinfo(dtype).max)
     else:
         lo, hi = float(window[0]), float(window[1])
-    ome = dict(group.attrs["ome"])
+    ome: dict[str, Any] = dict(group.attrs["ome"])  # type: ignore[arg-type]
     ome["omero"] = {
         "channels": [
             {

@@ -148,7 +148,7 @@ def downsample_average(arr: npt.NDArray[Any], factor: Xyz) -> npt.NDArray[Any]:
             widths[axis] = (0, pad)
             src = np.pad(src, widths)
         parts = [src[(slice(None),) * axis + (slice(k, None, f),)] for k in range(f)]
-        summed = parts[0].astype(acc)
+        summed: npt.NDArray[Any] = parts[0].astype(acc)
         for part in parts[1:]:
             np.add(summed, part, out=summed, casting="unsafe")
         src = total = summed

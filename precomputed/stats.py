@@ -51,7 +51,7 @@ class Summary:
         return out
 
     @classmethod
-    def from_arrays(cls, data: Any, prefix: str) -> "Summary":
+    def from_arrays(cls, data: Any, prefix: str) -> Summary:
         count, mean, m2, vmin, vmax, offset, nonfinite = data[f"{prefix}scalars"].tolist()
         exact = data[f"{prefix}exact"] if f"{prefix}exact" in data else None
         fine = []

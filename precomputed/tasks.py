@@ -32,7 +32,7 @@ class Box:
     def shape(self) -> Xyz:
         return tuple(b - a for a, b in zip(self.start, self.stop))  # type: ignore[return-value]
 
-    def scaled(self, factor: Xyz, limit: Xyz) -> "Box":
+    def scaled(self, factor: Xyz, limit: Xyz) -> Box:
         """The box this one covers at a coarser mip (ceil division, clipped to ``limit``)."""
         start = tuple(a // f for a, f in zip(self.start, factor))
         stop = tuple(min(-(-b // f), n) for b, f, n in zip(self.stop, factor, limit))

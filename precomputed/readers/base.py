@@ -91,7 +91,7 @@ class VolumeReader(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release file handles."""
 
-    def __enter__(self) -> "VolumeReader":
+    def __enter__(self) -> VolumeReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
