@@ -95,10 +95,19 @@ def open_layer(path: str, mip: int, *, compress: str = "none") -> CloudVolume:
 
 
 def write_box(vol: CloudVolume, start: Xyz, block: npt.NDArray[Any]) -> None:
-    """Write a C-order ``[c, z, y, x]`` block at ``start`` (x, y, z).
+    """Write a C-order ``[c, z, y, x]`` block at ``start`` (x, y, z), chunk-aligned.
 
     The transpose is CloudVolume's Fortran ``(x, y, z, c)`` view, no copy.
     """
     x0, y0, z0 = start
     _, z, y, x = block.shape
+    cx = int(vol.chunk_size[0])
+    if block.shape[0] == 1 and x > cx:
+        # CloudVolume pre-encodes a contiguous single-channel block with fastremap.tobytes, which
+        # ran at ~310 MB/s here against ~1.4 GB/s for its per-chunk path; each half of a block
+        # cut at a chunk boundary along x is not contiguous, so it takes the per-chunk path
+        cut = -(-(x // 2) // cx) * cx
+        vol[x0 : x0 + cut, y0 : y0 + y, z0 : z0 + z] = block[..., :cut].T
+        vol[x0 + cut : x0 + x, y0 : y0 + y, z0 : z0 + z] = block[..., cut:].T
+        return
     vol[x0 : x0 + x, y0 : y0 + y, z0 : z0 + z] = block.T

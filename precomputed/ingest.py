@@ -251,6 +251,7 @@ def _ingest_locked(reader: VolumeReader, spec: Any, catalog: Catalog, dataset_id
             ]
             if p.index == 0:
                 jobs += hash_jobs
+            log.info("pass %d/%d: read mip %d, write mips %s, %d tasks of %s voxels (%.1f s)", p.index + 1, len(passes), p.read_mip, list(p.write_mips), len(p.boxes), "x".join(map(str, p.box_size)), time.monotonic() - started)
             results = run_tasks(_run, jobs, scheduler=options.scheduler, workers=options.workers, progress=options.progress, desc=f"{dataset_id} pass {p.index + 1}/{len(passes)}")
             if p.index == 0:
                 for job, result in zip(jobs, results):
@@ -268,6 +269,7 @@ def _ingest_locked(reader: VolumeReader, spec: Any, catalog: Catalog, dataset_id
         ) from exc
     if summaries is None:
         raise RuntimeError("internal: no statistics collected")
+    log.info("all tasks done (%.1f s)", time.monotonic() - started)
     channel_stats = [stats.finish(s) for s in summaries]
     total = summaries[0]
     for s in summaries[1:]:
