@@ -1,0 +1,312 @@
+"""The block API: read any block of any catalogued layer at any mip.
+
+>>> store = open_store("blockio-data")
+>>> block = store.read_block("demo", offset=(0, 0, 0), size=(128, 128, 64))
+>>> block.shape            # C-order [z, y, x]
+(64, 128, 128)
+
+Reads go through CloudVolume (see :mod:`blockio.chunks`) and a cache of
+decoded chunks (see :mod:`blockio.cache`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .boxes import VoxelBox, check_bounds, chunk_grid, parse_xyz
+from .cache import DEFAULT_CACHE_BYTES, ChunkCache, ChunkKey, MemoryCache, TieredCache
+from .chunks import SOURCES, LayerReader
+from .errors import DatasetNotFound, DatasetUnavailable, InvalidRequest, LayerNotFound, OutOfBounds
+from .normalize import normalize as apply_normalization
+
+__all__ = ["Store", "open_store"]
+
+Xyz = tuple[int, int, int]
+
+
+def open_store(root: str | os.PathLike[str] | None = None, *, cache_bytes: int | None = None, redis_url: str | None = None) -> Store:
+    """Open the store root (default ``$BLOCKIO_ROOT`` or ``./blockio-data``).
+
+    Parameters
+    ----------
+    cache_bytes
+        Byte budget of the in-process chunk cache (default 512 MiB, or
+        ``$BLOCKIO_CACHE_BYTES``); 0 disables it.
+    redis_url
+        A shared Redis cache behind it (default ``$BLOCKIO_REDIS_URL``).
+    """
+    from . import default_root
+
+    return Store(root or default_root(), cache_bytes=cache_bytes, redis_url=redis_url)
+
+
+class Store:
+    """The datasets of one store root and their blocks."""
+
+    def __init__(self, root: str | os.PathLike[str], *, cache_bytes: int | None = None, redis_url: str | None = None) -> None:
+        from precomputed.catalog import Catalog
+        from precomputed.ingest import local_root
+
+        self.root = Path(local_root(root))
+        self._catalog = Catalog(self.root)
+        budget = cache_bytes if cache_bytes is not None else int(os.environ.get("BLOCKIO_CACHE_BYTES", DEFAULT_CACHE_BYTES))
+        self.memory_cache = MemoryCache(budget)
+        tiers: list[ChunkCache] = [self.memory_cache]
+        redis_url = redis_url if redis_url is not None else os.environ.get("BLOCKIO_REDIS_URL")
+        if redis_url:
+            from .redis_cache import RedisCache
+
+            tiers.append(RedisCache(redis_url))
+        self.cache = TieredCache(tiers)
+        self._readers: dict[tuple[str, str, str, str], LayerReader] = {}
+        self._records: tuple[float, dict[str, Any]] | None = None
+        self._problems: dict[str, list[str]] = {}
+        self._problems_stamp: object = None
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    # -- catalog -------------------------------------------------------------
+    def _all_records(self) -> dict[str, Any]:
+        try:
+            stamp = self._catalog.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return {}
+        cached = self._records
+        if cached is None or cached[0] != stamp:
+            from precomputed.errors import CatalogError
+
+            try:
+                data = self._catalog._load()["datasets"]
+            except CatalogError as exc:
+                raise DatasetUnavailable(str(exc)) from exc
+            self._records = cached = (stamp, data)
+        return cached[1]
+
+    def datasets(self) -> list[str]:
+        """Ids of every catalogued dataset, sorted."""
+        return sorted(self._all_records())
+
+    def info(self, dataset: str) -> dict[str, Any]:
+        """The dataset's catalog record (validated)."""
+        from precomputed.catalog import record_errors
+
+        records = self._all_records()
+        if dataset not in records:
+            raise DatasetNotFound(f"no dataset {dataset!r} in {self.root} (catalogued: {', '.join(sorted(records)) or 'none'})")
+        record = records[dataset]
+        # validated once per catalog version: schema validation costs milliseconds, a block read must not
+        problems = self._problems.get(dataset)
+        if problems is None or self._problems_stamp is not self._records:
+            if self._problems_stamp is not self._records:
+                self._problems = {}
+                self._problems_stamp = self._records
+            problems = self._problems[dataset] = record_errors(record)
+        if problems:
+            raise DatasetUnavailable(f"dataset {dataset!r} is unavailable: {problems[0]}")
+        return record  # type: ignore[no-any-return]
+
+    def layers(self, dataset: str) -> dict[str, Any]:
+        """``{name: layer record}`` of a dataset."""
+        return dict(self.info(dataset)["layers"])
+
+    # -- readers -------------------------------------------------------------
+    def _layer(self, dataset: str, layer: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        record = self.info(dataset)
+        if layer not in record["layers"]:
+            raise LayerNotFound(f"dataset {dataset!r} has no layer {layer!r} (layers: {', '.join(sorted(record['layers']))})")
+        return record, record["layers"][layer]
+
+    def reader(self, dataset: str, layer: str = "image", source: str = "precomputed") -> LayerReader:
+        """The (cached) :class:`LayerReader` of a layer in one of its stores."""
+        if source not in SOURCES:
+            raise InvalidRequest(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+        record, meta = self._layer(dataset, layer)
+        version = str(meta.get("version", record["updated"]))
+        if os.getpid() != self._pid:
+            # handles opened before a fork are not used after it
+            self._readers = {}
+            self._pid = os.getpid()
+        key = (dataset, layer, source, version)
+        reader = self._readers.get(key)
+        if reader is None:
+            if source == "zarr":
+                if layer != "image":
+                    raise InvalidRequest("only the image layer has an OME-Zarr copy; read other layers with source='precomputed'")
+                path = self.root / record["stores"]["zarr"]
+            else:
+                path = self.root / meta["path"]
+            reader = LayerReader(f"file://{path}", source, fill_missing=bool(meta.get("fill_missing", False)))
+            with self._lock:
+                self._readers[key] = reader
+        return reader
+
+    # -- blocks --------------------------------------------------------------
+    def read_block(
+        self,
+        dataset: str,
+        offset: Xyz | str,
+        size: Xyz | str,
+        *,
+        mip: int = 0,
+        layer: str = "image",
+        boundary: str = "error",
+        normalize: str | None = None,
+        dtype: Any = None,
+        source: str = "precomputed",
+        return_mask: bool = False,
+    ) -> Any:
+        """Read the block ``[offset, offset + size)`` of a layer.
+
+        Parameters
+        ----------
+        offset, size
+            (x, y, z) voxels at ``mip``.
+        boundary
+            ``"error"`` (default; the message names the valid bounds),
+            ``"zero"`` (outside reads as 0), ``"clip"`` (the in-bounds part
+            only), ``"reflect"`` (mirrored at the edge).
+        normalize
+            ``None``, ``"zscore"``, ``"minmax"`` or ``"percentile"``, from the
+            catalog's statistics; gives float32.
+        dtype
+            Cast the result (after normalisation).
+        source
+            ``"precomputed"`` (default) or ``"zarr"``.
+        return_mask
+            Also return a boolean ``[z, y, x]`` mask of voxels inside the volume.
+
+        Returns
+        -------
+        ndarray
+            C-order ``[z, y, x]`` (``[c, z, y, x]`` with several channels).
+            With ``boundary="clip"`` a tuple ``(block, offset)`` with the
+            clipped block's (x, y, z) offset; ``return_mask=True`` appends the
+            mask to what is returned.
+        """
+        offset = parse_xyz(offset, "offset")
+        size = parse_xyz(size, "size", positive=True)
+        record, meta = self._layer(dataset, layer)
+        if normalize and meta["type"] != "image":
+            raise InvalidRequest(f"layer {layer!r} is a {meta['type']} layer: normalisation applies to images only")
+        out_dtype = _dtype(dtype)
+        reader = self.reader(dataset, layer, source)
+        bounds = reader.bounds(mip)
+        box = VoxelBox.from_offset_size(offset, size)
+        check_bounds(box, bounds, boundary, mip)
+        inner = box.intersect(bounds)
+        if inner.empty and boundary in ("clip", "reflect"):
+            raise OutOfBounds(f"box {box} (x, y, z) does not overlap the volume at mip {mip}, whose bounds are {bounds}")
+        version = str(meta.get("version", record["updated"]))
+        data = self._assemble(reader, dataset, layer, version, source, mip, inner) if not inner.empty else None
+        if data is not None and normalize:
+            data = apply_normalization(data, normalize, record["stats"])
+        if boundary == "clip":
+            result_box = inner
+            out = data
+        else:
+            result_box = box
+            out = self._place(data, box, inner, boundary, reader.channels, reader.dtype if not normalize else np.dtype(np.float32))
+        assert out is not None  # noqa: S101 - inner is non-empty for clip
+        if out_dtype is not None:
+            out = out.astype(out_dtype, copy=False)
+        if out.shape[0] == 1:
+            out = out[0]
+        extras: list[Any] = []
+        if boundary == "clip":
+            extras.append(result_box.start)
+        if return_mask:
+            mask = np.zeros(tuple(reversed(result_box.size)), dtype=bool)
+            mask[inner.slices_zyx(result_box.start)] = True
+            extras.append(mask)
+        return (out, *extras) if extras else out
+
+    def _assemble(self, reader: LayerReader, dataset: str, layer: str, version: str, source: str, mip: int, box: VoxelBox) -> npt.NDArray[Any]:
+        out = np.empty((reader.channels, *reversed(box.size)), dtype=reader.dtype)
+        grid = list(chunk_grid(box, reader.chunk_size(mip), reader.bounds(mip)))
+        missing: list[tuple[tuple[int, int, int], VoxelBox]] = []
+        for index, chunk_box in grid:
+            key = ChunkKey(dataset, layer, version, source, mip, index)
+            chunk = self.cache.get(key)
+            if chunk is None:
+                missing.append((index, chunk_box))
+            else:
+                _copy(out, box, chunk, chunk_box)
+        if missing:
+            fetched = reader.fetch(mip, missing)
+            for index, chunk_box in missing:
+                chunk = fetched[index]
+                if chunk is None:  # never written, and the layer allows the fill value
+                    part = box.intersect(chunk_box)
+                    out[(slice(None), *part.slices_zyx(box.start))] = 0
+                    continue
+                self.cache.put(ChunkKey(dataset, layer, version, source, mip, index), chunk)
+                _copy(out, box, chunk, chunk_box)
+        return out
+
+    @staticmethod
+    def _place(data: npt.NDArray[Any] | None, box: VoxelBox, inner: VoxelBox, boundary: str, channels: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+        if data is not None and inner == box:
+            return data
+        if boundary == "reflect" and data is not None:
+            pad = [(0, 0)] + [
+                (i0 - b0, b1 - i1) for b0, b1, i0, i1 in zip(reversed(box.start), reversed(box.stop), reversed(inner.start), reversed(inner.stop))
+            ]
+            return np.pad(data, pad, mode="symmetric")
+        out = np.zeros((channels, *reversed(box.size)), dtype=data.dtype if data is not None else dtype)
+        if data is not None:
+            out[(slice(None), *inner.slices_zyx(box.start))] = data
+        return out
+
+    def iter_blocks(self, dataset: str, block: Xyz | str, overlap: Xyz | str = (0, 0, 0), *, mip: int = 0, layer: str = "image") -> Iterator[VoxelBox]:
+        """The grid of (x, y, z) block boxes covering a mip, for blockwise inference.
+
+        Consecutive boxes overlap by ``overlap``; the last box along an axis is
+        moved back to end at the volume's edge, so every box has the full
+        block size (unless the volume is smaller than a block).
+        """
+        block = parse_xyz(block, "block", positive=True)
+        overlap = parse_xyz(overlap, "overlap")
+        if any(o < 0 or o >= b for o, b in zip(overlap, block)):
+            raise InvalidRequest(f"overlap must be >= 0 and smaller than the block on every axis, got {list(overlap)} for block {list(block)}")
+        bounds = self.reader(dataset, layer).bounds(mip)
+        axes = []
+        for lo, hi, b, o in zip(bounds.start, bounds.stop, block, overlap):
+            n = hi - lo
+            if n <= b:
+                axes.append([lo])
+                continue
+            step = b - o
+            starts = list(range(lo, hi - b, step)) + [hi - b]
+            axes.append(sorted(set(starts)))
+        for z in axes[2]:
+            for y in axes[1]:
+                for x in axes[0]:
+                    yield VoxelBox.from_offset_size((x, y, z), block)
+
+    def cache_stats(self) -> dict[str, Any]:
+        """Hits, misses, bytes held and evictions per cache tier."""
+        return self.cache.stats()
+
+
+def _copy(out: npt.NDArray[Any], box: VoxelBox, chunk: npt.NDArray[Any], chunk_box: VoxelBox) -> None:
+    part = box.intersect(chunk_box)
+    out[(slice(None), *part.slices_zyx(box.start))] = chunk[(slice(None), *part.slices_zyx(chunk_box.start))]
+
+
+def _dtype(dtype: Any) -> np.dtype[Any] | None:
+    if dtype is None or dtype == "":
+        return None
+    try:
+        out = np.dtype(dtype)
+    except TypeError:
+        raise InvalidRequest(f"unknown dtype {dtype!r}") from None
+    if out.kind not in "uif" or out.itemsize > 8:
+        raise InvalidRequest(f"dtype must be an integer or float type, got {out.name}")
+    return out
