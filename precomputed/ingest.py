@@ -30,7 +30,7 @@ from .errors import DatasetExists, InvalidDatasetId, InvalidOption, InvalidSourc
 from .execution import run_tasks
 from .hashing import expand_files, manifest_sha256
 from .imputation import resolve_voxel_size
-from .ingest_tasks import BoxJob, HashJob, run_box, run_hash
+from .ingest_tasks import BoxJob, HashJob, load_summaries, run_box, run_hash
 from .pyramid import plan_pyramid
 from .readers import make_spec, open_reader
 from .readers.base import Sourced, VolumeReader
@@ -258,7 +258,8 @@ def _ingest_locked(reader: VolumeReader, spec: Any, catalog: Catalog, dataset_id
                     if isinstance(job, HashJob):
                         digests.extend(result)
                     else:
-                        summaries = result if summaries is None else [stats.merge(a, b) for a, b in zip(summaries, result)]
+                        part = load_summaries(job.marker)
+                        summaries = part if summaries is None else [stats.merge(a, b) for a, b in zip(summaries, part)]
     except PrecomputedError:
         raise
     except OSError as exc:

@@ -23,7 +23,7 @@ from .readers import open_reader
 from .readers.base import SourceSpec, VolumeReader
 from .tasks import Box
 
-__all__ = ["BoxJob", "HashJob", "run_box", "run_hash"]
+__all__ = ["BoxJob", "HashJob", "load_summaries", "run_box", "run_hash"]
 
 
 @dataclass(frozen=True)
@@ -75,20 +75,28 @@ def _write_marker(path: str, arrays: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def run_box(job: BoxJob) -> list[stats.Summary] | None:
-    """Do one box (or load its result from its marker); returns per-channel summaries."""
+def load_summaries(marker: str) -> list[stats.Summary]:
+    """The per-channel statistics a pass-0 task left in its done marker."""
+    with np.load(marker) as data:
+        n = int(data["channels"])
+        return [stats.Summary.from_arrays(data, f"c{i}_") for i in range(n)]
+
+
+def run_box(job: BoxJob) -> None:
+    """Do one box unless its marker says it is done.
+
+    Statistics go to the marker, not the return value: the caller merges
+    markers one at a time, so memory does not grow with the number of tasks
+    (an exact 16-bit histogram is 512 KiB per task).
+    """
     if os.path.exists(job.marker):
-        if not job.summarise:
-            return None
-        with np.load(job.marker) as data:
-            n = int(data["channels"])
-            return [stats.Summary.from_arrays(data, f"c{i}_") for i in range(n)]
+        return
     if job.spec is not None:
         block = _reader(job.spec).read(job.box.start, job.box.stop)
     else:
         level = _cached("zarr-r", (job.zarr_path, job.read_mip), lambda: omezarr.open_level(job.zarr_path, job.read_mip, "r"))
         block = omezarr.read_box(level, job.box.start, job.box.stop)
-    summaries = [stats.block_summary(block[c]) for c in range(block.shape[0])] if job.summarise else None
+    summaries = [stats.block_summary(block[c]) for c in range(block.shape[0])] if job.summarise else []
     box = job.box
     for level_no in job.write_mips:
         mip = job.mips[level_no]
@@ -101,11 +109,10 @@ def run_box(job: BoxJob) -> list[stats.Summary] | None:
         omezarr.write_box(zarr_array, box.start, block)
         vol = _cached("cv", (job.layer_path, level_no, job.compress), lambda n=level_no: image_layer.open_layer(job.layer_path, n, compress=job.compress))
         image_layer.write_box(vol, box.start, block)
-    arrays: dict[str, Any] = {"channels": np.array(len(summaries or []))}
-    for i, s in enumerate(summaries or []):
+    arrays: dict[str, Any] = {"channels": np.array(len(summaries))}
+    for i, s in enumerate(summaries):
         arrays.update(s.to_arrays(f"c{i}_"))
     _write_marker(job.marker, arrays)
-    return summaries
 
 
 def run_hash(job: HashJob) -> list[str]:
