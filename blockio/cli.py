@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("dataset_id", metavar="ID")
     _add_root(show)
 
+    srv = sub.add_parser("serve", help="REST API + precomputed file server", description="Serve the REST API, the precomputed files (for Neuroglancer) and the metrics. For production use gunicorn with threaded workers: gunicorn -k gthread --threads 8 -w 2 -b 0.0.0.0:8000 'blockio.app:create_app()'")
+    _add_root(srv)
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--redis-url", help="shared chunk cache (default $BLOCKIO_REDIS_URL)")
+
     demo = sub.add_parser("demo", help="synthetic dataset, ingest (then predictions and review as they land)", description="Make a synthetic EM-like volume with ground truth, write it as a TIFF stack with resolution tags, and ingest it as dataset 'demo'.")
     _add_root(demo)
     demo.add_argument("--shape", type=_triple(int), default=(512, 512, 128), help="x,y,z size (default 512,512,128)")
@@ -173,6 +179,20 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from werkzeug.serving import run_simple
+
+    from .app import create_app
+
+    config: dict[str, Any] = {"BLOCKIO_ROOT": args.root or default_root()}
+    if args.redis_url:
+        config["BLOCKIO_REDIS_URL"] = args.redis_url
+    app = create_app(config)
+    print(f"serving {config['BLOCKIO_ROOT']} on http://{args.host}:{args.port}  (API: /api, files: /precomputed, /metrics)", flush=True)
+    run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -192,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_ingest(args, argv)
         if args.command == "catalog":
             return _cmd_catalog(args)
+        if args.command == "serve":
+            return _cmd_serve(args)
         return _cmd_demo(args)
     except PrecomputedError as exc:
         print(f"blockio: error: {exc}", file=sys.stderr)

@@ -273,26 +273,25 @@ class Store:
         """
         block = parse_xyz(block, "block", positive=True)
         overlap = parse_xyz(overlap, "overlap")
-        if any(o < 0 or o >= b for o, b in zip(overlap, block)):
-            raise InvalidRequest(f"overlap must be >= 0 and smaller than the block on every axis, got {list(overlap)} for block {list(block)}")
         bounds = self.reader(dataset, layer).bounds(mip)
-        axes = []
-        for lo, hi, b, o in zip(bounds.start, bounds.stop, block, overlap):
-            n = hi - lo
-            if n <= b:
-                axes.append([lo])
-                continue
-            step = b - o
-            starts = list(range(lo, hi - b, step)) + [hi - b]
-            axes.append(sorted(set(starts)))
-        for z in axes[2]:
-            for y in axes[1]:
-                for x in axes[0]:
-                    yield VoxelBox.from_offset_size((x, y, z), block)
+        return grid_boxes(bounds, block, overlap)
 
     def cache_stats(self) -> dict[str, Any]:
         """Hits, misses, bytes held and evictions per cache tier."""
         return self.cache.stats()
+
+
+def grid_boxes(bounds: VoxelBox, block: Xyz, overlap: Xyz) -> Iterator[VoxelBox]:
+    """Block boxes covering ``bounds`` (see :meth:`Store.iter_blocks`)."""
+    if any(o < 0 or o >= b for o, b in zip(overlap, block)):
+        raise InvalidRequest(f"overlap must be >= 0 and smaller than the block on every axis, got {list(overlap)} for block {list(block)}")
+    axes = []
+    for lo, hi, b, o in zip(bounds.start, bounds.stop, block, overlap):
+        if hi - lo <= b:
+            axes.append([lo])
+            continue
+        axes.append(sorted(set(range(lo, hi - b, b - o)) | {hi - b}))
+    return (VoxelBox.from_offset_size((x, y, z), block) for z in axes[2] for y in axes[1] for x in axes[0])
 
 
 def _copy(out: npt.NDArray[Any], box: VoxelBox, chunk: npt.NDArray[Any], chunk_box: VoxelBox) -> None:

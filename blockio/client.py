@@ -1,0 +1,189 @@
+"""A Python client of the REST API with the local store's reading interface.
+
+>>> remote = connect("http://127.0.0.1:8000")
+>>> remote.read_block("demo", (0, 0, 0), (128, 128, 64)).shape
+(64, 128, 128)
+
+Connections are kept alive (urllib3 pool); a block streams from the socket
+straight into its numpy array; 503 and connection errors are retried with
+exponential back-off; 4xx answers raise the matching :mod:`blockio.errors`
+exception.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import numpy as np
+import numpy.typing as npt
+import urllib3
+
+from .boxes import VoxelBox, parse_xyz
+from .errors import BlockioError, ChunkError, DatasetNotFound, DatasetUnavailable, InvalidRequest, LayerNotFound, OutOfBounds
+
+__all__ = ["RemoteStore", "connect"]
+
+_RETRY_STATUS = {502, 503, 504}
+
+
+def connect(url: str, token: str | None = None, *, retries: int = 4, timeout_s: float = 30.0, pool_size: int = 8) -> RemoteStore:
+    """A :class:`RemoteStore` for a running ``blockio serve``."""
+    return RemoteStore(url, token=token, retries=retries, timeout_s=timeout_s, pool_size=pool_size)
+
+
+class RemoteStore:
+    """Reads datasets and blocks from a blockio server (same interface as :class:`blockio.store.Store`)."""
+
+    def __init__(self, url: str, *, token: str | None = None, retries: int = 4, timeout_s: float = 30.0, pool_size: int = 8) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise InvalidRequest(f"server URL must start with http:// or https://, got {url!r}")
+        self.url = url.rstrip("/")
+        self.token = token
+        self.retries = retries
+        self._pool = urllib3.PoolManager(maxsize=pool_size, block=False, timeout=urllib3.Timeout(connect=min(5.0, timeout_s), read=timeout_s), retries=False)
+
+    def __getstate__(self) -> dict[str, Any]:  # a pool is per process; DataLoader workers make their own
+        state = self.__dict__.copy()
+        state["_pool"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._pool = urllib3.PoolManager(maxsize=8, block=False, retries=False)
+
+    # -- transport -------------------------------------------------------------
+    def _request(self, path: str, *, preload: bool = True, headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:
+        hdrs = dict(headers or {})
+        if self.token:
+            hdrs["Authorization"] = f"Bearer {self.token}"
+        delay = 0.05
+        for attempt in range(self.retries + 1):
+            try:
+                resp = self._pool.request("GET", self.url + path, headers=hdrs, preload_content=preload)
+            except urllib3.exceptions.HTTPError as exc:
+                if attempt == self.retries:
+                    raise ConnectionError(f"cannot reach {self.url}: {exc}") from exc
+            else:
+                if resp.status not in _RETRY_STATUS or attempt == self.retries:
+                    return resp
+                retry_after = resp.headers.get("Retry-After")
+                resp.drain_conn()
+                resp.release_conn()
+                if retry_after and retry_after.isdigit():
+                    delay = max(delay, float(retry_after))
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        raise ConnectionError(f"cannot reach {self.url}")  # pragma: no cover - loop returns or raises
+
+    def _raise_for(self, resp: urllib3.BaseHTTPResponse) -> None:
+        if resp.status < 400:
+            return
+        data = resp.data if resp.data is not None else resp.read()
+        try:
+            error = json.loads(data)["error"]
+            code, message = error["code"], error["message"]
+        except (ValueError, KeyError, TypeError):
+            code, message = "http", data[:200].decode(errors="replace")
+        resp.release_conn()
+        if resp.status == 404:
+            cls: type[BlockioError] = LayerNotFound if "layer" in message else DatasetNotFound
+        elif resp.status in (400, 413):
+            cls = OutOfBounds if "leaves the volume" in message or "does not overlap" in message else InvalidRequest
+        elif code == "dataset_unavailable":
+            cls = DatasetUnavailable
+        elif code == "chunk_error":
+            cls = ChunkError
+        else:
+            cls = BlockioError
+        raise cls(f"{message} (HTTP {resp.status} from {self.url})")
+
+    def _json(self, path: str) -> Any:
+        resp = self._request(path)
+        self._raise_for(resp)
+        return json.loads(resp.data)
+
+    # -- the store interface ---------------------------------------------------
+    def datasets(self) -> list[str]:
+        ids: list[str] = []
+        page = 1
+        while True:
+            data = self._json(f"/api/datasets?page={page}&per_page=1000")
+            ids.extend(item["id"] for item in data["items"])
+            if page * data["per_page"] >= data["total"]:
+                return sorted(ids)
+            page += 1
+
+    def info(self, dataset: str) -> dict[str, Any]:
+        return self._json(f"/api/datasets/{quote(dataset, safe='')}")  # type: ignore[no-any-return]
+
+    def layers(self, dataset: str) -> dict[str, Any]:
+        return dict(self.info(dataset)["layers"])
+
+    def read_block(
+        self,
+        dataset: str,
+        offset: Any,
+        size: Any,
+        *,
+        mip: int = 0,
+        layer: str = "image",
+        boundary: str = "error",
+        normalize: str | None = None,
+        dtype: Any = None,
+        source: str = "precomputed",
+        return_mask: bool = False,
+    ) -> Any:
+        """Same arguments and results as :meth:`blockio.store.Store.read_block`."""
+        offset = parse_xyz(offset, "offset")
+        size = parse_xyz(size, "size", positive=True)
+        query = urlencode({
+            "offset": ",".join(map(str, offset)), "size": ",".join(map(str, size)), "mip": mip, "layer": layer,
+            "boundary": boundary, "normalize": normalize or "", "source": source, "format": "raw",
+        })
+        resp = self._request(f"/api/datasets/{quote(dataset, safe='')}/block?{query}", preload=False)
+        try:
+            self._raise_for(resp)
+            shape = tuple(int(v) for v in resp.headers["X-Block-Shape"].split(","))
+            out: npt.NDArray[Any] = np.empty(shape, dtype=np.dtype(resp.headers["X-Block-Dtype"]))
+            view = memoryview(out).cast("B")
+            got = 0
+            while got < out.nbytes:
+                n = resp.readinto(view[got:])
+                if not n:
+                    raise ConnectionError(f"block truncated after {got} of {out.nbytes} bytes from {self.url}")
+                got += n
+            true_offset = tuple(int(v) for v in resp.headers["X-Block-Offset"].split(","))
+        finally:
+            resp.release_conn()
+        if dtype is not None:
+            out = out.astype(np.dtype(dtype), copy=False)
+        extras: list[Any] = []
+        if boundary == "clip":
+            extras.append(true_offset)
+        if return_mask:
+            box = VoxelBox.from_offset_size(true_offset, tuple(reversed(out.shape[-3:])))  # type: ignore[arg-type]
+            bounds = self._bounds(dataset, mip)
+            mask = np.zeros(out.shape[-3:], dtype=bool)
+            inner = box.intersect(bounds)
+            if not inner.empty:
+                mask[inner.slices_zyx(box.start)] = True
+            extras.append(mask)
+        return (out, *extras) if extras else out
+
+    def _bounds(self, dataset: str, mip: int) -> VoxelBox:
+        shape = self.info(dataset)["mips"][mip]["shape"]
+        return VoxelBox((0, 0, 0), tuple(shape))  # type: ignore[arg-type]
+
+    def iter_blocks(self, dataset: str, block: Any, overlap: Any = (0, 0, 0), *, mip: int = 0, layer: str = "image") -> Iterator[VoxelBox]:
+        """The same grid as :meth:`blockio.store.Store.iter_blocks`, from the record's shape."""
+        from .store import grid_boxes
+
+        return grid_boxes(self._bounds(dataset, mip), parse_xyz(block, "block", positive=True), parse_xyz(overlap, "overlap"))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.clear()

@@ -1,0 +1,67 @@
+"""Fixtures of the blockio tests: a small catalogued store, the app, a client, a live server."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.serving import make_server
+
+from blockio.app import create_app
+from precomputed.ingest import IngestOptions, ingest
+
+SERVED_SHAPE_ZYX = (24, 80, 100)
+
+
+@pytest.fixture(scope="session")
+def served_volume() -> np.ndarray:
+    return np.random.default_rng(11).integers(0, 60000, size=SERVED_SHAPE_ZYX, dtype=np.uint16)
+
+
+@pytest.fixture(scope="session")
+def served_root(tmp_path_factory: pytest.TempPathFactory, served_volume: np.ndarray) -> Path:
+    """A root with dataset 'v' (uint16) and 'g' (gzip-compressed precomputed chunks)."""
+    tmp = tmp_path_factory.mktemp("served")
+    np.save(tmp / "v.npy", served_volume)
+    opts = IngestOptions(voxel_size=(4, 4, 40), chunk_size=(32, 32, 16), progress=False, workers=1)
+    ingest(tmp / "v.npy", tmp / "root", "v", opts)
+    ingest(tmp / "v.npy", tmp / "root", "g", IngestOptions(voxel_size=(4, 4, 40), chunk_size=(32, 32, 16), progress=False, workers=1, compress="gzip"))
+    return tmp / "root"
+
+
+@pytest.fixture
+def app(served_root: Path) -> Flask:
+    return create_app({"BLOCKIO_ROOT": str(served_root), "TESTING": True})
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+class LiveServer:
+    def __init__(self, app: Flask) -> None:
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[LiveServer]:
+    server = LiveServer(app)
+    yield server
+    server.stop()
+
+
+def make_live(app: Flask) -> Any:
+    return LiveServer(app)
