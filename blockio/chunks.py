@@ -17,6 +17,7 @@ thread locally, a small pool for gs:// and s3://) has no poll.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -167,6 +168,8 @@ class LayerReader:
 
 
 _CF_CACHE: dict[str, Any] = {}
+# connection pools (gs://, s3://) must not be shared with a forked child
+os.register_at_fork(after_in_child=_CF_CACHE.clear)
 
 
 def _cloudfiles(cloudpath: str) -> Any:

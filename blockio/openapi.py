@@ -29,8 +29,8 @@ _ERROR = {
     },
 }
 
-_XYZ = {"type": "string", "pattern": r"^-?\d+,-?\d+,-?\d+$", "example": "0,0,0"}
-_SIZE = {"type": "string", "pattern": r"^\d+,\d+,\d+$", "example": "128,128,128"}
+_XYZ = {"type": "string", "pattern": r"^-?\d{1,9},-?\d{1,9},-?\d{1,9}$", "example": "0,0,0"}
+_SIZE = {"type": "string", "pattern": r"^[1-9]\d{0,8},[1-9]\d{0,8},[1-9]\d{0,8}$", "example": "128,128,128"}
 _ID = {"name": "dataset", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$"}}
 
 
