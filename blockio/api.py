@@ -153,7 +153,7 @@ def _body(header: bytes, data: np.ndarray) -> Any:
     # WSGI servers take bytes; pieces of 4 MiB bound the extra copy for large blocks
     if header:
         yield header
-    view = memoryview(data).cast("B")
+    view = memoryview(data).cast("B")  # type: ignore[arg-type]
     for i in range(0, len(view), 4 << 20):
         yield bytes(view[i : i + (4 << 20)])
 

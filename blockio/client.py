@@ -217,7 +217,7 @@ class RemoteStore:
             extras.append(true_offset)
         if return_mask:
             box = VoxelBox.from_offset_size(true_offset, tuple(reversed(out.shape[-3:])))  # type: ignore[arg-type]
-            bounds = self._bounds(dataset, mip)
+            bounds = self.bounds(dataset, mip)
             mask = np.zeros(out.shape[-3:], dtype=bool)
             inner = box.intersect(bounds)
             if not inner.empty:
@@ -225,15 +225,21 @@ class RemoteStore:
             extras.append(mask)
         return (out, *extras) if extras else out
 
-    def _bounds(self, dataset: str, mip: int) -> VoxelBox:
-        shape = self.info(dataset)["mips"][mip]["shape"]
-        return VoxelBox((0, 0, 0), tuple(shape))  # type: ignore[arg-type]
+    def bounds(self, dataset: str, mip: int = 0, layer: str = "image") -> VoxelBox:
+        """(x, y, z) bounds of a layer at a mip (every layer shares the image's grid)."""
+        record = self.info(dataset)
+        if layer not in record["layers"]:
+            raise LayerNotFound(f"dataset {dataset!r} has no layer {layer!r}")
+        mips = record["mips"]
+        if not isinstance(mip, int) or isinstance(mip, bool) or not 0 <= mip < len(mips):
+            raise InvalidRequest(f"mip must be an integer in 0..{len(mips) - 1}, got {mip!r}")
+        return VoxelBox((0, 0, 0), tuple(mips[mip]["shape"]))  # type: ignore[arg-type]
 
     def iter_blocks(self, dataset: str, block: Any, overlap: Any = (0, 0, 0), *, mip: int = 0, layer: str = "image") -> Iterator[VoxelBox]:
         """The same grid as :meth:`blockio.store.Store.iter_blocks`, from the record's shape."""
         from .store import grid_boxes
 
-        return grid_boxes(self._bounds(dataset, mip), parse_xyz(block, "block", positive=True), parse_xyz(overlap, "overlap"))
+        return grid_boxes(self.bounds(dataset, mip), parse_xyz(block, "block", positive=True), parse_xyz(overlap, "overlap"))
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

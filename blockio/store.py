@@ -147,6 +147,10 @@ class Store:
                 self._readers[key] = reader
         return reader
 
+    def bounds(self, dataset: str, mip: int = 0, layer: str = "image") -> VoxelBox:
+        """(x, y, z) bounds of a layer at a mip."""
+        return self.reader(dataset, layer).bounds(mip)
+
     # -- blocks --------------------------------------------------------------
     def read_block(
         self,

@@ -37,6 +37,7 @@ from torch.utils.data import Dataset
 from .boxes import VoxelBox, parse_xyz
 from .errors import InvalidRequest
 from .normalize import NORMALIZATIONS
+from .client import RemoteStore, connect
 from .store import Store
 
 __all__ = ["FOREGROUND_FRACTION", "FOREGROUND_TRIES", "BlockDataset"]
@@ -212,7 +213,7 @@ class BlockDataset(Dataset[dict[str, Any]]):
         self.transform = transform
         self.return_mask = bool(return_mask)
         self.epoch = 0
-        self._store: Store | None = None
+        self._store: Store | RemoteStore | None = None
         self._store_pid: int | None = None
         store = self._open_store()
         self._foreground_layer, self._threshold = self._parse_foreground(foreground)
@@ -232,10 +233,10 @@ class BlockDataset(Dataset[dict[str, Any]]):
                 raise InvalidRequest("samples_per_epoch must be positive, got 0")
 
     # -- construction ------------------------------------------------------
-    def _volume(self, store: Store, dataset: str, layers: list[str]) -> _Volume:
+    def _volume(self, store: Store | RemoteStore, dataset: str, layers: list[str]) -> _Volume:
         record = store.info(dataset)  # DatasetNotFound names the catalogued ids
         try:
-            bounds = store.reader(dataset).bounds(self.mip)
+            bounds = store.bounds(dataset, self.mip)
         except InvalidRequest as exc:
             raise InvalidRequest(f"dataset {dataset!r}: {exc}") from exc
         if self.boundary == "error" and any(p > s for p, s in zip(self.patch_size, bounds.size)):
@@ -247,15 +248,15 @@ class BlockDataset(Dataset[dict[str, Any]]):
             available = store.layers(dataset)
             if name not in available:
                 raise InvalidRequest(f"dataset {dataset!r} has no layer {name!r} (layers: {', '.join(sorted(available))})")
-            reader = store.reader(dataset, name)
             try:
-                layer_bounds = reader.bounds(self.mip)
+                layer_bounds = store.bounds(dataset, self.mip, name)
             except InvalidRequest as exc:
                 raise InvalidRequest(f"dataset {dataset!r}, layer {name!r}: {exc}") from exc
             if layer_bounds != bounds:
                 raise InvalidRequest(f"dataset {dataset!r}: layer {name!r} has bounds {layer_bounds} at mip {self.mip}, the image {bounds}")
-            if name == self.label_layer and reader.channels != 1:
-                raise InvalidRequest(f"dataset {dataset!r}: label layer {name!r} has {reader.channels} channels, labels need one")
+            channels = int(available[name].get("channels", 1))
+            if name == self.label_layer and channels != 1:
+                raise InvalidRequest(f"dataset {dataset!r}: label layer {name!r} has {channels} channels, labels need one")
         voxel_size = tuple(float(v) for v in record["mips"][self.mip]["voxel_size"])
         grid = tuple(_grid_starts(lo, hi, p, o) for lo, hi, p, o in zip(bounds.start, bounds.stop, self.patch_size, self.overlap))
         return _Volume(dataset, bounds, voxel_size, grid)  # type: ignore[arg-type]
@@ -295,12 +296,14 @@ class BlockDataset(Dataset[dict[str, Any]]):
         return cumulative
 
     # -- the store, per process --------------------------------------------
-    def _open_store(self) -> Store:
+    def _open_store(self) -> Store | RemoteStore:
         pid = os.getpid()
         if self._store is None or self._store_pid != pid:
             if self._store_pid is not None and self._store_pid != pid:
                 _forget_inherited_handles()
-            self._store = Store(self.root)
+            text = os.fspath(self.root)
+            # an http(s) URL reads from a blockio server: the same Dataset, remote data
+            self._store = connect(text) if text.startswith(("http://", "https://")) else Store(self.root)
             self._store_pid = pid
         return self._store
 

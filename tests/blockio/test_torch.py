@@ -359,3 +359,14 @@ def test_bad_arguments(store_root: Path, datasets: Any, patch: Any, kw: dict[str
 def test_unknown_dataset(store_root: Path) -> None:
     with pytest.raises(DatasetNotFound, match="no dataset 'nope'.*catalogued: a, b, mc, sparse"):
         BlockDataset(store_root, ["a", "nope"], (4, 4, 4))
+
+
+def test_dataset_reads_from_a_server_unchanged(live_server, served_root) -> None:  # type: ignore[no-untyped-def]
+    """A BlockDataset over HTTP gives the same items as over the local root."""
+    local = BlockDataset(served_root, ["v"], patch_size=(32, 32, 8), samples_per_epoch=6, seed=3)
+    remote = BlockDataset(live_server.url, ["v"], patch_size=(32, 32, 8), samples_per_epoch=6, seed=3)
+    assert len(local) == len(remote) == 6
+    for i in range(6):
+        a, b = local[i], remote[i]
+        assert a["dataset"] == b["dataset"] and torch.equal(a["offset"], b["offset"])
+        assert torch.equal(a["image"], b["image"])
