@@ -23,6 +23,7 @@ from .errors import (
 )
 from .ingest import IngestOptions, ingest
 from .pyramid import Mip, downsample_average, downsample_mode, plan_pyramid
+from .segmentation import SegmentationWriter, write_segmentation
 
 __all__ = [
     "Catalog",
@@ -37,6 +38,7 @@ __all__ = [
     "Mip",
     "PrecomputedError",
     "RootNotWritable",
+    "SegmentationWriter",
     "SourceNotFound",
     "StoreError",
     "UnsupportedFormat",
@@ -44,4 +46,5 @@ __all__ = [
     "downsample_mode",
     "ingest",
     "plan_pyramid",
+    "write_segmentation",
 ]

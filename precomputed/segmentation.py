@@ -1,0 +1,644 @@
+"""Prediction layers: precomputed segmentation layers in a dataset's image grid.
+
+A layer is created empty in a staging folder, ``ROOT/.staging/<id>/<name>/``::
+
+    writer.json     the plan: dtype, chunk sizes, mips (so any process can reopen it)
+    layer/          the precomputed layer (compressed_segmentation, every mip)
+    labels.zarr/    the OME-Zarr label image (NGFF 0.5 ``image-label``)
+    tasks/          done markers of :meth:`SegmentationWriter.finalize`
+
+filled with chunk-aligned mip-0 blocks (:meth:`~SegmentationWriter.write_block`,
+from any process), then finalised: chunk-aligned Dask tasks read the level
+below from the staged layer and write the mode-downsampled pyramid to both
+stores; pass-0 tasks also count voxels per id and mesh their box (see
+:mod:`precomputed.meshes`). Only then are the stores moved to
+``ROOT/precomputed/<id>/<name>/`` and ``ROOT/zarr/<id>.zarr/labels/<name>``
+and the catalog record updated, as one step under the catalog lock. Chunks
+never written read as 0 (background): the record says ``fill_missing``.
+
+A killed :meth:`~SegmentationWriter.finalize` resumes with
+``SegmentationWriter.open(root, id, name).finalize(...)``: tasks with a done
+marker are skipped, the others redone, and the files are bit-identical to an
+uninterrupted run. :meth:`SegmentationWriter.create` always starts afresh.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from cloudvolume import CloudVolume
+from filelock import FileLock, Timeout
+
+from . import image_layer, omezarr, segment_properties
+from . import meshes as mesh_format
+from .catalog import Catalog
+from .errors import DatasetExists, DatasetNotFound, InvalidOption
+from .execution import run_tasks
+from .ingest import STAGING, local_root, validate_id
+from .pyramid import Mip, downsample_mode
+from .tasks import Box, plan_passes
+
+__all__ = ["SegmentationWriter", "write_segmentation"]
+
+log = logging.getLogger(__name__)
+
+DTYPES = ("uint32", "uint64")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+DEFAULT_TASK_BYTES = 64 << 20
+Xyz = tuple[int, int, int]
+Root = str | os.PathLike[str]
+
+
+def validate_name(name: str) -> str:
+    """Layer names are 1-128 characters of ``[A-Za-z0-9._-]``, not ``image``, ``.`` or ``..``."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or name in (".", "..", "image"):
+        raise InvalidOption(f"invalid layer name {name!r}: use 1-128 characters of A-Z a-z 0-9 . _ - (not 'image')")
+    return name
+
+
+def _version() -> str:
+    # microseconds: two writes of one layer in the same second still get different versions
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+# ---------------------------------------------------------------------------
+# tasks: module-level functions of picklable jobs, for any Dask scheduler
+
+_local = threading.local()
+
+
+def _handle(key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+    # one handle per thread and process: CloudVolume and zarr handles are not shared across them
+    cache = _local.__dict__.setdefault("handles", {})
+    full = (os.getpid(),) + key
+    if full not in cache:
+        cache[full] = make()
+    return cache[full]
+
+
+def _reader(layer_path: str, mip: int) -> CloudVolume:
+    # fill_missing: a chunk never written is background; an unreadable one still raises
+    return CloudVolume(f"file://{layer_path}", mip=mip, fill_missing=True, progress=False, parallel=1, cache=False)
+
+
+def _read(layer_path: str, mip: int, start: Xyz, stop: Xyz) -> npt.NDArray[Any]:
+    vol = _handle(("read", layer_path, mip), partial(_reader, layer_path, mip))
+    cut = vol[start[0] : stop[0], start[1] : stop[1], start[2] : stop[2]]
+    return np.asarray(cut)[..., 0].T  # Fortran (x, y, z) -> C-order [z, y, x], no copy
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Read ``box`` of ``read_mip`` from the staged layer, write ``write_mips`` to both stores."""
+
+    box: Box
+    read_mip: int
+    write_mips: tuple[int, ...]
+    mips: tuple[Mip, ...]
+    layer_path: str
+    zarr_path: str
+    marker: str
+    mesh_dir: str | None
+
+
+def _write_marker(path: str, arrays: dict[str, Any]) -> None:
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
+
+
+def _run_job(job: _Job) -> None:
+    """One task; skipped when its marker exists. Counts and mesh ids go to the marker."""
+    if os.path.exists(job.marker):
+        return
+    box = job.box
+    shape0 = job.mips[0].shape
+    arrays: dict[str, Any] = {}
+    first: npt.NDArray[Any] | None = None  # mip 1 of the box, when meshing made it already
+    if job.read_mip == 0:
+        # meshes are made at mip 1 (mip 0 when there is none) from the box plus one mip-1 voxel
+        # on its high sides, so this box's meshes meet its neighbours'
+        mesh_mip = min(1, len(job.mips) - 1)
+        overlap = job.mips[mesh_mip].factor if job.mesh_dir else (0, 0, 0)
+        stop = tuple(min(b + o, n) for b, o, n in zip(box.stop, overlap, shape0))
+        data = _read(job.layer_path, 0, box.start, stop)  # type: ignore[arg-type]
+        block = np.ascontiguousarray(data[: box.shape[2], : box.shape[1], : box.shape[0]])
+        arrays["ids"], arrays["counts"] = segment_properties.count_labels(block)
+        if job.mesh_dir:
+            mip = job.mips[mesh_mip]
+            mesh_box = box.scaled(mip.factor, mip.shape)
+            mesh_data = downsample_mode(data[None], mip.factor)[0] if mesh_mip else data
+            ids = mesh_format.mesh_box(
+                job.mesh_dir, mesh_data, start=mesh_box.start, stop=mesh_box.stop, volume_shape=mip.shape, voxel_size=mip.voxel_size, name_box=(box.start, box.stop)
+            )
+            arrays["mesh_ids"] = np.array(ids, dtype=np.uint64)
+            if mesh_mip:
+                first = np.ascontiguousarray(mesh_data[: mesh_box.shape[2], : mesh_box.shape[1], : mesh_box.shape[0]])
+    else:
+        block = _read(job.layer_path, job.read_mip, box.start, box.stop)
+    for level in job.write_mips:
+        mip = job.mips[level]
+        if level != job.read_mip:
+            block = first if level == 1 and first is not None else downsample_mode(block[None], mip.factor)[0]
+            box = box.scaled(mip.factor, mip.shape)
+        if block.shape != box.shape[::-1]:
+            raise RuntimeError(f"internal: mip {level} block {block.shape} does not fill box {box}")
+        zarr_array = _handle(("zarr", job.zarr_path, level), partial(omezarr.open_level, job.zarr_path, level))
+        omezarr.write_box(zarr_array, box.start, block[None])
+        if level != 0:  # mip 0 is the staged layer itself
+            vol = _handle(("write", job.layer_path, level), partial(image_layer.open_layer, job.layer_path, level))
+            image_layer.write_box(vol, box.start, block[None])
+    _write_marker(job.marker, arrays)
+
+
+def _write_region(writer: SegmentationWriter, labels: npt.NDArray[Any], offset: Xyz, box: Box) -> None:
+    """Write the aligned ``box`` from ``labels`` placed at ``offset``; outside it, background."""
+    lo = [max(a, o) for a, o in zip(box.start, offset)]
+    hi = [min(b, o + n) for b, o, n in zip(box.stop, offset, labels.shape[::-1])]
+    src = tuple(slice(a - o, b - o) for a, b, o in zip(reversed(lo), reversed(hi), reversed(offset)))
+    if tuple(lo) == box.start and tuple(hi) == box.stop:
+        block = labels[src]
+    else:
+        block = np.zeros(box.shape[::-1], dtype=labels.dtype)
+        block[tuple(slice(a - s, b - s) for a, b, s in zip(reversed(lo), reversed(hi), reversed(box.start)))] = labels[src]
+    writer.write_block(box.start, block)
+
+
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    dtype: str
+    chunk_size: Xyz
+    zarr_chunk_size: Xyz  # the image's, which the OME-Zarr labels share
+    mips: tuple[Mip, ...]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> _Plan:
+        mips = tuple(Mip(m["level"], tuple(m["shape"]), tuple(m["voxel_size"]), tuple(m["factor"])) for m in data["mips"])  # type: ignore[arg-type]
+        return cls(data["dtype"], tuple(data["chunk_size"]), tuple(data["zarr_chunk_size"]), mips)  # type: ignore[arg-type]
+
+
+class SegmentationWriter:
+    """Create, fill (chunk-aligned blocks, from any process) and finalise one layer.
+
+    Instances hold no open handles and pickle as their root, id, name and
+    plan, so Dask tasks can take one along; :meth:`open` reopens the staged
+    layer by ``(root, dataset_id, name)`` as well.
+    """
+
+    def __init__(self, root: Path, dataset_id: str, name: str, plan: _Plan) -> None:
+        self.root = root
+        self.dataset_id = dataset_id
+        self.name = name
+        self._plan = plan
+
+    # paths ------------------------------------------------------------------
+    @staticmethod
+    def _staging_of(root: Path, dataset_id: str, name: str) -> Path:
+        return root / STAGING / dataset_id / name
+
+    @property
+    def staging(self) -> Path:
+        """``ROOT/.staging/<id>/<name>/``."""
+        return self._staging_of(self.root, self.dataset_id, self.name)
+
+    @property
+    def layer_path(self) -> str:
+        """The staged precomputed layer."""
+        return str(self.staging / "layer")
+
+    @property
+    def _zarr_path(self) -> str:
+        return str(self.staging / "labels.zarr")
+
+    # the grid ---------------------------------------------------------------
+    @property
+    def bounds(self) -> Box:
+        """``[start, stop)`` of mip 0, (x, y, z) voxels: the image's bounds."""
+        return Box((0, 0, 0), self.shape_xyz)
+
+    @property
+    def shape_xyz(self) -> Xyz:
+        """Mip-0 shape, (x, y, z) voxels."""
+        return self._plan.mips[0].shape
+
+    @property
+    def chunk_size(self) -> Xyz:
+        """(x, y, z) chunk size of the precomputed layer; blocks align to it."""
+        return self._plan.chunk_size
+
+    @property
+    def mips(self) -> list[Mip]:
+        """The image's pyramid, which the layer repeats exactly."""
+        return list(self._plan.mips)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return np.dtype(self._plan.dtype)
+
+    # life cycle ---------------------------------------------------------------
+    @classmethod
+    def create(cls, root: Root, dataset_id: str, name: str, *, dtype: str = "uint32", overwrite: bool = False, chunk_size: Xyz | None = None) -> SegmentationWriter:
+        """Create an empty staged layer in the image grid of ``dataset_id``.
+
+        Parameters
+        ----------
+        root
+            The store root (local folder or ``file://`` URL).
+        dataset_id, name
+            The catalogued dataset and the new layer's name (``[A-Za-z0-9._-]``,
+            not ``image``).
+        dtype
+            ``uint32`` or ``uint64`` segment ids.
+        overwrite
+            Replace a layer of that name when finalised.
+        chunk_size
+            (x, y, z) chunk size of the precomputed layer; default the image's.
+
+        Raises
+        ------
+        DatasetNotFound, DatasetExists, InvalidDatasetId, InvalidOption
+        """
+        validate_id(dataset_id)
+        validate_name(name)
+        if str(dtype) not in DTYPES:
+            raise InvalidOption(f"segmentation dtype must be one of {', '.join(DTYPES)}, got {dtype}")
+        root_path = local_root(root)
+        record = Catalog(root_path).get(dataset_id)
+        if not overwrite and (name in record["layers"] or (root_path / "precomputed" / dataset_id / name).exists()):
+            raise DatasetExists(f"dataset {dataset_id!r} has a layer {name!r} already; pass overwrite=True to replace it")
+        image_chunk: Xyz = tuple(int(v) for v in record["chunk_size"])  # type: ignore[assignment]
+        chunk = image_chunk if chunk_size is None else tuple(int(v) for v in chunk_size)
+        if len(chunk) != 3 or not all(8 <= v <= 1024 for v in chunk):
+            raise InvalidOption(f"chunk_size must be three integers between 8 and 1024, got {chunk_size}")
+        mips = tuple(Mip(k, tuple(m["shape"]), tuple(float(v) for v in m["voxel_size"]), tuple(m["factor"])) for k, m in enumerate(record["mips"]))  # type: ignore[arg-type]
+        plan = _Plan(str(dtype), chunk, image_chunk, mips)  # type: ignore[arg-type]
+        writer = cls(root_path, dataset_id, name, plan)
+        staging = writer.staging
+        if staging.exists():
+            log.info("discarding the staged layer %s", staging)
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        image_layer.create_image_layer(
+            writer.layer_path, mips=list(mips), channels=1, dtype=np.dtype(dtype), chunk_size=chunk, layer_type="segmentation", encoding="compressed_segmentation"
+        )
+        vol = CloudVolume(f"file://{writer.layer_path}", progress=False)
+        vol.info["mesh"] = mesh_format.MESH_DIR
+        vol.info["segment_properties"] = segment_properties.PROPERTIES_DIR
+        vol.commit_info()
+        _create_labels(writer._zarr_path, name=name, mips=list(mips), dtype=np.dtype(dtype), chunk_size=image_chunk)
+        # written last: its presence means the staged layer is complete enough to reopen
+        (staging / "writer.json").write_text(json.dumps({"overwrite": overwrite, **asdict(plan)}, indent=1))
+        return writer
+
+    @classmethod
+    def open(cls, root: Root, dataset_id: str, name: str) -> SegmentationWriter:
+        """Reopen a staged layer (in another process, a Dask task, after a kill)."""
+        root_path = local_root(root)
+        path = cls._staging_of(root_path, validate_id(dataset_id), validate_name(name)) / "writer.json"
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise DatasetNotFound(f"no staged segmentation layer {name!r} of {dataset_id!r} in {root_path}; create it first") from exc
+        return cls(root_path, dataset_id, name, _Plan.from_json(data))
+
+    def __repr__(self) -> str:
+        return f"SegmentationWriter({str(self.root)!r}, {self.dataset_id!r}, {self.name!r})"
+
+    # writing ------------------------------------------------------------------
+    def write_block(self, offset_xyz: Xyz, block_zyx: npt.NDArray[Any]) -> None:
+        """Write a C-order ``[z, y, x]`` block of ids at ``offset_xyz`` (x, y, z) of mip 0.
+
+        The offset and the block's far end must lie on the chunk grid (the far
+        end may also be the volume's edge). Ids must be non-negative integers
+        that fit the layer's dtype; 0 is background.
+
+        Raises
+        ------
+        InvalidOption
+            A misaligned, out-of-bounds or badly typed block.
+        """
+        block = np.asarray(block_zyx)
+        if block.ndim != 3:
+            raise InvalidOption(f"a block must be a 3-D [z, y, x] array, got shape {block.shape}")
+        offset = tuple(int(v) for v in offset_xyz)
+        size = block.shape[::-1]
+        shape, chunk = self.shape_xyz, self.chunk_size
+        stop = tuple(o + s for o, s in zip(offset, size))
+        if len(offset) != 3 or any(o < 0 for o in offset) or any(b > n for b, n in zip(stop, shape)):
+            raise InvalidOption(f"block [{offset}, {stop}) (x, y, z) is outside the volume [(0, 0, 0), {shape})")
+        if any(o % c for o, c in zip(offset, chunk)) or any(b % c and b != n for b, c, n in zip(stop, chunk, shape)):
+            raise InvalidOption(
+                f"block [{offset}, {stop}) (x, y, z) is not aligned to the chunk size {chunk}: offsets and far ends must be "
+                f"multiples of it (or the volume edge {shape})"
+            )
+        if (self.staging / "tasks").exists():
+            raise InvalidOption(f"layer {self.name!r} is being finalised; create it again to write new blocks")
+        self._check_ids(block)
+        data = np.ascontiguousarray(block, dtype=self.dtype)
+        vol = _handle(("write", self.layer_path, 0), partial(image_layer.open_layer, self.layer_path, 0))
+        image_layer.write_box(vol, offset, data[None])  # type: ignore[arg-type]
+
+    def _check_ids(self, block: npt.NDArray[Any]) -> None:
+        if block.dtype == bool or not np.issubdtype(block.dtype, np.integer):
+            raise InvalidOption(f"segment ids must be integers, got dtype {block.dtype}")
+        if block.size == 0:
+            return
+        limit = np.iinfo(self.dtype).max
+        lo, hi = int(block.min()), int(block.max())
+        if lo < 0:
+            raise InvalidOption(f"segment ids must be non-negative, got {lo}")
+        if hi > limit:
+            raise InvalidOption(f"segment id {hi} does not fit the layer's {self.dtype} (max {limit}); create it with dtype='uint64'")
+
+    # finalising ---------------------------------------------------------------
+    def finalize(
+        self,
+        *,
+        provenance: dict[str, Any],
+        class_names: Mapping[int, str] | None = None,
+        meshes: bool = True,
+        workers: int | None = None,
+        scheduler: str | None = None,
+        progress: bool | None = None,
+        task_bytes: int = DEFAULT_TASK_BYTES,
+    ) -> dict[str, Any]:
+        """Build the pyramid, segment properties, meshes and OME-Zarr labels; catalog the layer.
+
+        Parameters
+        ----------
+        provenance
+            Where the labels come from (model, checkpoint, command, ...); stored in the record.
+        class_names
+            ``{id: name}`` labels for the segment properties; others read ``segment N``.
+        meshes
+            Mesh every segment at mip 1 (mip 0 if it is the only one), as legacy precomputed meshes.
+        workers, scheduler, progress
+            As in :func:`precomputed.execution.run_tasks`.
+        task_bytes
+            Upper bound on a task's mip-0 box in bytes (the mesh box is the same).
+
+        Returns
+        -------
+        The layer's catalog record.
+        """
+        if not isinstance(provenance, dict):
+            raise InvalidOption(f"provenance must be a dict, got {type(provenance).__name__}")
+        names = _class_names(class_names)
+        json.dumps(provenance, allow_nan=False)  # fail before hours of work, not at the catalog write
+        staging = self.staging
+        lock = FileLock(str(staging / "finalize.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout as exc:
+            raise DatasetExists(f"layer {self.name!r} of {self.dataset_id!r} is being finalised by another process") from exc
+        try:
+            ids, counts, fragments = self._build(meshes, workers=workers, scheduler=scheduler, progress=progress, task_bytes=task_bytes)
+            segment_properties.write_properties(self.layer_path, segment_properties.properties_info(ids, counts, names))
+            vol = CloudVolume(f"file://{self.layer_path}", progress=False)
+            mesh_dir = os.path.join(self.layer_path, mesh_format.MESH_DIR)
+            if meshes:
+                mesh_format.write_mesh_info(mesh_dir)
+                mesh_format.write_manifests(mesh_dir, fragments)
+                vol.info["mesh"] = mesh_format.MESH_DIR
+            else:
+                shutil.rmtree(mesh_dir, ignore_errors=True)
+                vol.info.pop("mesh", None)
+            vol.commit_info()
+            _label_properties(self._zarr_path, names, ids)
+            layer = {
+                "type": "segmentation",
+                "path": f"precomputed/{self.dataset_id}/{self.name}",
+                "zarr": f"zarr/{self.dataset_id}.zarr/labels/{self.name}",
+                "version": _version(),
+                "dtype": self._plan.dtype,
+                "encoding": "compressed_segmentation",
+                "fill_missing": True,
+                "segment_properties": segment_properties.PROPERTIES_DIR,
+                "segments": len(ids),
+                "provenance": provenance,
+            }
+            if meshes:
+                layer["mesh"] = mesh_format.MESH_DIR
+            return self._commit(layer)
+        finally:
+            lock.release()
+
+    def _build(self, with_meshes: bool, *, workers: int | None, scheduler: str | None, progress: bool | None, task_bytes: int) -> tuple[Any, Any, dict[int, list[str]]]:
+        """Run every pass; returns the merged ids, voxel counts and mesh fragments per id."""
+        tasks = self.staging / "tasks"
+        tasks.mkdir(exist_ok=True)
+        mesh_dir = os.path.join(self.layer_path, mesh_format.MESH_DIR)
+        if with_meshes:
+            os.makedirs(mesh_dir, exist_ok=True)
+        # boxes aligned to both the layer's chunks and the OME-Zarr labels' (the image's)
+        grid = tuple(math.lcm(a, b) for a, b in zip(self.chunk_size, self._plan.zarr_chunk_size))
+        passes = plan_passes(self.mips, grid, voxel_bytes=self.dtype.itemsize, task_bytes=max(task_bytes, 1))  # type: ignore[arg-type]
+        parts = []
+        fragments: dict[int, list[str]] = {}
+        for p in passes:
+            tag = "m" if p.index == 0 and with_meshes else ""
+            jobs = [
+                _Job(box, p.read_mip, p.write_mips, self._plan.mips, self.layer_path, self._zarr_path, str(tasks / f"p{p.index}{tag}-{i}.npz"), mesh_dir if tag else None)
+                for i, box in enumerate(p.boxes)
+            ]
+            log.info("%s pass %d/%d: read mip %d, write mips %s, %d tasks of %s voxels", self.name, p.index + 1, len(passes), p.read_mip, list(p.write_mips), len(jobs), "x".join(map(str, p.box_size)))
+            run_tasks(_run_job, jobs, scheduler=scheduler, workers=workers, progress=progress, desc=f"{self.name} pass {p.index + 1}/{len(passes)}")
+            if p.index == 0:
+                for job in jobs:
+                    with np.load(job.marker) as data:
+                        parts.append((data["ids"], data["counts"]))
+                        for segid in data["mesh_ids"] if with_meshes else ():
+                            fragments.setdefault(int(segid), []).append(mesh_format.fragment_name(int(segid), job.box.start, job.box.stop))
+        ids, counts = segment_properties.merge_counts(parts)
+        return ids, counts, fragments
+
+    def _commit(self, layer: dict[str, Any]) -> dict[str, Any]:
+        """Move both stores into place and write the record, as one step under the catalog lock."""
+        catalog = Catalog(self.root)
+        final_layer = self.root / "precomputed" / self.dataset_id / self.name
+        trash = self.root / STAGING / f".trash-{self.dataset_id}-{self.name}-{os.getpid()}"
+        overwrite = json.loads((self.staging / "writer.json").read_text()).get("overwrite", False)
+        with catalog.lock():
+            record = catalog.get(self.dataset_id)
+            if self.name in record["layers"] and not overwrite:
+                raise DatasetExists(f"dataset {self.dataset_id!r} got a layer {self.name!r} meanwhile; create it with overwrite=True to replace it")
+            old_version = record["layers"].get(self.name, {}).get("version")
+            if old_version is not None and layer["version"] <= old_version:
+                raise RuntimeError(f"internal: version {layer['version']} is not after {old_version}")
+            labels_group = self.root / record["stores"]["zarr"] / "labels"
+            final_labels = labels_group / self.name
+            trash.mkdir(parents=True, exist_ok=True)
+            moved = []
+            for path, parked in ((final_layer, trash / "layer"), (final_labels, trash / "labels")):
+                if path.exists():
+                    os.replace(path, parked)
+                    moved.append((path, parked))
+            final_layer.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.layer_path, final_layer)
+            listed = _ensure_labels_group(labels_group)
+            os.replace(self._zarr_path, final_labels)
+            try:
+                _set_labels(labels_group, listed + [self.name] if self.name not in listed else listed)
+
+                def change(old: dict[str, Any] | None) -> dict[str, Any]:
+                    if old is None:
+                        raise DatasetNotFound(f"dataset {self.dataset_id!r} was removed from the catalog meanwhile")
+                    new = dict(old)
+                    new["layers"] = {**old["layers"], self.name: layer}
+                    new["updated"] = layer["version"]
+                    return new
+
+                catalog.update(self.dataset_id, change)
+            except BaseException:
+                os.replace(final_layer, self.layer_path)
+                os.replace(final_labels, self._zarr_path)
+                _set_labels(labels_group, listed)
+                for path, parked in moved:
+                    os.replace(parked, path)
+                raise
+        shutil.rmtree(trash, ignore_errors=True)
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return layer
+
+
+
+# ---------------------------------------------------------------------------
+# OME-Zarr labels (NGFF 0.5): metadata written with ome-zarr's helpers
+
+
+def _ome(group: Any, metadata: dict[str, Any]) -> None:
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import add_metadata
+
+    add_metadata(group, metadata, fmt=FormatV05())
+
+
+def _create_labels(path: str, *, name: str, mips: list[Mip], dtype: np.dtype[Any], chunk_size: Xyz) -> None:
+    """The label image: the image's levels and chunking, plus ``image-label`` metadata."""
+    group = omezarr.create_image(path, name=name, mips=mips, channels=1, dtype=dtype, chunk_size=chunk_size)
+    _ome(group, {"image-label": {"version": "0.5", "source": {"image": "../../"}}})
+
+
+def _label_properties(path: str, names: dict[int, str], ids: npt.NDArray[Any]) -> None:
+    """Class names of the ids present, as ``image-label`` properties."""
+    import zarr
+
+    present = set(int(i) for i in ids)
+    props = [{"label-value": k, "class": v} for k, v in sorted(names.items()) if k in present]
+    if props:
+        _ome(zarr.open_group(path, mode="r+", zarr_format=3), {"image-label": {"properties": props}})
+
+
+def _ensure_labels_group(path: Path) -> list[str]:
+    """Create ``<image>.zarr/labels`` if needed; returns the label names it lists."""
+    import zarr
+
+    if not (path / "zarr.json").exists():
+        _ome(zarr.open_group(str(path), mode="w", zarr_format=3), {"version": "0.5", "labels": []})
+        return []
+    ome = dict(zarr.open_group(str(path), mode="r", zarr_format=3).attrs.get("ome", {}))  # type: ignore[arg-type]
+    return list(ome.get("labels", []))  # type: ignore[arg-type]
+
+
+def _set_labels(path: Path, names: list[str]) -> None:
+    import zarr
+
+    _ome(zarr.open_group(str(path), mode="r+", zarr_format=3), {"labels": names})
+
+
+def _class_names(class_names: Mapping[int, str] | None) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for key, value in (class_names or {}).items():
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or key <= 0:
+            raise InvalidOption(f"class_names keys must be positive segment ids, got {key!r}")
+        out[int(key)] = str(value)
+    return out
+
+
+# ---------------------------------------------------------------------------
+
+
+def write_segmentation(
+    root: Root,
+    dataset_id: str,
+    name: str,
+    labels: npt.NDArray[Any] | Iterable[tuple[Xyz, npt.NDArray[Any]]],
+    *,
+    offset: Xyz = (0, 0, 0),
+    mip: int = 0,
+    provenance: dict[str, Any] | None = None,
+    dtype: str = "uint32",
+    class_names: Mapping[int, str] | None = None,
+    meshes: bool = True,
+    overwrite: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+) -> dict[str, Any]:
+    """Write a segmentation layer of ``dataset_id`` and catalog it.
+
+    Parameters
+    ----------
+    labels
+        A whole C-order ``[z, y, x]`` array of ids placed at ``offset`` (x, y,
+        z; it must fit the image's bounds, the rest is background), or an
+        iterable of ``(offset_xyz, block_zyx)`` chunk-aligned blocks.
+    mip
+        Only 0 is supported: the pyramid is built from mip 0.
+    provenance, class_names, meshes, workers, scheduler
+        See :meth:`SegmentationWriter.finalize`.
+    dtype, overwrite
+        See :meth:`SegmentationWriter.create`.
+
+    Returns
+    -------
+    The layer's catalog record.
+    """
+    if mip != 0:
+        raise InvalidOption(f"segmentation layers are written at mip 0 (the pyramid is built from it); got mip={mip}")
+    writer = SegmentationWriter.create(root, dataset_id, name, dtype=dtype, overwrite=overwrite)
+    if isinstance(labels, np.ndarray):
+        _write_array(writer, labels, offset, workers)
+    else:
+        for block_offset, block in labels:
+            writer.write_block(block_offset, block)
+    return writer.finalize(provenance=provenance or {}, class_names=class_names, meshes=meshes, workers=workers, scheduler=scheduler)
+
+
+def _write_array(writer: SegmentationWriter, labels: npt.NDArray[Any], offset: Xyz, workers: int | None) -> None:
+    if labels.ndim != 3:
+        raise InvalidOption(f"labels must be a 3-D [z, y, x] array, got shape {labels.shape}")
+    start = tuple(int(v) for v in offset)
+    stop = tuple(o + n for o, n in zip(start, labels.shape[::-1]))
+    shape = writer.shape_xyz
+    if len(start) != 3 or any(o < 0 for o in start) or any(b > n for b, n in zip(stop, shape)):
+        raise InvalidOption(f"labels of shape {labels.shape} [z, y, x] at offset {start} (x, y, z) do not fit the image bounds {shape} (x, y, z)")
+    writer._check_ids(labels)  # once for the whole array, so no block fails half-way
+    # blocks of the pass-0 task size, aligned to the chunk grid, covering the labels' box
+    grid = plan_passes(writer.mips, writer.chunk_size, voxel_bytes=writer.dtype.itemsize, task_bytes=DEFAULT_TASK_BYTES)[0].box_size
+    lo = [a // g * g for a, g in zip(start, grid)]
+    boxes = [
+        Box((x, y, z), (min(x + grid[0], shape[0]), min(y + grid[1], shape[1]), min(z + grid[2], shape[2])))  # type: ignore[arg-type]
+        for z in range(lo[2], stop[2], grid[2])
+        for y in range(lo[1], stop[1], grid[1])
+        for x in range(lo[0], stop[0], grid[0])
+    ]
+    # the array lives in this process: threads share it without copies
+    run_tasks(partial(_write_region, writer, labels, start), boxes, scheduler="threads", workers=workers, progress=False, desc=f"{writer.name} mip 0")
