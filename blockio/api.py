@@ -149,6 +149,31 @@ def block(dataset: str) -> Response:
     return resp
 
 
+@bp.put("/datasets/<dataset>/layers/<layer>/block")
+def put_block(dataset: str, layer: str) -> tuple[Response, int]:
+    """Write an ``.npy`` block into a segmentation layer (Bearer token required)."""
+    import hmac
+    import io
+
+    from flask import abort
+
+    from .writes import write_block
+
+    token = current_app.config["BLOCKIO_WRITE_TOKEN"]
+    if not token:
+        abort(403, description="writes are disabled: the server has no BLOCKIO_WRITE_TOKEN")
+    if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()):
+        abort(401, description="a valid 'Authorization: Bearer <token>' header is required to write")
+    if "offset" not in request.args:
+        raise InvalidRequest("offset=x,y,z is required")
+    offset = parse_xyz(request.args["offset"], "offset")
+    try:
+        block = np.load(io.BytesIO(request.get_data(cache=False)), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InvalidRequest(f"the body must be one .npy array: {exc}") from exc
+    return jsonify(write_block(get_store(), dataset, layer, offset, block)), 200
+
+
 def _body(header: bytes, data: np.ndarray) -> Any:
     # WSGI servers take bytes; pieces of 4 MiB bound the extra copy for large blocks
     if header:

@@ -50,6 +50,7 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
         "info": {"title": "blockio", "version": "1", "description": "Blocks of 3-D microscopy volumes. Coordinates are (x, y, z) voxels; arrays C-order [z, y, x]."},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "paths": {
             "/api/datasets": {
                 "get": {
@@ -114,6 +115,26 @@ def document() -> dict[str, Any]:
                         "413": _ERROR,
                         "500": _ERROR,
                         "503": _ERROR,
+                    },
+                }
+            },
+            "/api/datasets/{dataset}/layers/{layer}/block": {
+                "put": {
+                    "summary": "Write a block into a segmentation layer",
+                    "security": [{"bearer": []}],
+                    "parameters": [
+                        _ID,
+                        {"name": "layer", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$"}},
+                        _q("offset", _XYZ, "x,y,z voxels at mip 0", True),
+                    ],
+                    "requestBody": {"required": True, "content": {"application/x-npy": {"schema": {"type": "string", "format": "binary"}}}},
+                    "responses": {
+                        "200": {"description": "written", "content": {"application/json": {"schema": {"type": "object"}}}},
+                        "400": _ERROR,
+                        "401": _ERROR,
+                        "403": _ERROR,
+                        "404": _ERROR,
+                        "413": _ERROR,
                     },
                 }
             },
