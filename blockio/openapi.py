@@ -127,7 +127,7 @@ def document() -> dict[str, Any]:
                         {"name": "layer", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$"}},
                         _q("offset", _XYZ, "x,y,z voxels at mip 0", True),
                     ],
-                    "requestBody": {"required": True, "content": {"application/x-npy": {"schema": {"type": "string", "format": "binary"}}}},
+                    "requestBody": {"required": True, "description": "one .npy array [z, y, x] of integer labels", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
                     "responses": {
                         "200": {"description": "written", "content": {"application/json": {"schema": {"type": "object"}}}},
                         "400": _ERROR,

@@ -78,7 +78,8 @@ def write_block(store: Store, dataset: str, layer: str, offset: Xyz, block: npt.
         vol[x0:x1, y0:y1, z0:z1] = np.ascontiguousarray(block.astype(target, copy=False)).T
         region = box
         for mip in range(1, reader.num_mips):
-            factor = tuple(int(f) for f in record["mips"][mip]["factor"])
+            fx, fy, fz = (int(f) for f in record["mips"][mip]["factor"])
+            factor = (fx, fy, fz)
             lower = reader.bounds(mip - 1)
             level_bounds = reader.bounds(mip)
             # the chunk-aligned region of this mip that the write touches, and the mip below it covers
