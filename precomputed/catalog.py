@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -24,6 +23,7 @@ from typing import Any
 import jsonschema
 from filelock import FileLock
 
+from .atomic import replace_file
 from .errors import CatalogError, DatasetNotFound, RootNotWritable
 
 __all__ = ["CATALOG_NAME", "SCHEMA_VERSION", "Catalog", "now", "schema"]
@@ -170,19 +170,4 @@ class Catalog:
             raise RootNotWritable(f"store root {self.root} is not writable")
 
     def _write(self, data: dict[str, Any]) -> None:
-        text = json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=".catalog.", suffix=".tmp", dir=self.root)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(self.root, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        replace_file(self.path, json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n")

@@ -94,7 +94,7 @@ def test_concurrent_writers_lose_nothing(root: Path) -> None:
         pool.map(_writer, [(str(root), w, 15) for w in range(6)])
     ids = Catalog(root).ids()
     assert len(ids) == 90
-    assert not list(root.glob(".catalog.*.tmp"))
+    assert not list(root.glob(".catalog.json.*.tmp"))
 
 
 def test_update_sees_the_latest_record(root: Path) -> None:
