@@ -96,6 +96,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(files.bp)
+    import viewer  # viewer -> blockio -> precomputed: the page registers itself on our app
+
+    viewer.init_app(app)
 
     @app.get("/healthz")
     def healthz() -> Response:

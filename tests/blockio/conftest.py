@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.serving import make_server
 
 from blockio.app import create_app
 from precomputed.ingest import IngestOptions, ingest
+from tests.live_server import LiveServer
 
 SERVED_SHAPE_ZYX = (24, 80, 100)
 
@@ -45,23 +43,8 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-class LiveServer:
-    def __init__(self, app: Flask) -> None:
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-
-
 @pytest.fixture
 def live_server(app: Flask) -> Iterator[LiveServer]:
     server = LiveServer(app)
     yield server
     server.stop()
-
-
-def make_live(app: Flask) -> Any:
-    return LiveServer(app)

@@ -10,7 +10,7 @@ import pytest
 
 from blockio.app import create_app
 from blockio.client import connect
-from tests.blockio.conftest import LiveServer
+from tests.live_server import LiveServer
 from tests.redis_server import RedisServer, redis_server, redis_server_factory  # noqa: F401
 
 pytestmark = pytest.mark.redis
@@ -28,7 +28,7 @@ def test_redis_stopped_mid_run_fails_no_request(served_root: Path, served_volume
         nonlocal done
         remote = connect(servers[k % 2].url, retries=0)
         rng = np.random.default_rng(k)
-        for i in range(60):
+        for _ in range(60):
             x, y, z = (int(rng.integers(0, 60)), int(rng.integers(0, 40)), int(rng.integers(0, 16)))
             try:
                 block = remote.read_block("v", (x, y, z), (32, 32, 8))

@@ -1,0 +1,232 @@
+"""The review page: the dataset table (``/``) and linked Neuroglancer views (``/view/<id>``).
+
+Routes
+------
+``GET /``                           catalog table, ``?q=`` filter, ``?page=``, ``?per_page=``
+``GET /thumb/<id>/<plane>.png``     xy / xz thumbnail of the image layer (cached)
+``GET /view/<id>``                  ``?layout=overlay&pred=<layer>`` or ``?layout=compare&pred=a,b``
+``GET /view/<id>/state.json``       ``?token=``: the live Neuroglancer state of that view
+``GET /view/<id>/selection``        ``?token=``: its selected segments and position
+``POST /view/<id>/review``          a verdict on the live selection (or position)
+``GET /reviews.json``, ``/reviews.csv``   every verdict (``?dataset=`` to filter)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from blockio.api import get_store
+from blockio.errors import BlockioError, InvalidRequest, LayerNotFound
+
+from .reviews import VERDICTS, ReviewLog, to_csv
+from .state import KEY_BINDINGS, ViewerPool, ViewSpec, build_state, current_position, parse_view, selected_segments
+from .thumbnails import thumbnail_png
+
+__all__ = ["bp", "get_pool", "get_reviews"]
+
+bp = Blueprint("viewer", __name__, template_folder="templates")
+
+DEFAULT_PER_PAGE = 25
+MAX_PER_PAGE = 200
+MAX_SEGMENTS_PER_VERDICT = 100
+
+
+def get_pool() -> ViewerPool:
+    return current_app.extensions["viewer.pool"]  # type: ignore[no-any-return]
+
+
+def get_reviews() -> ReviewLog:
+    return current_app.extensions["viewer.reviews"]  # type: ignore[no-any-return]
+
+
+def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name, "")
+    if not raw:
+        return default
+    try:
+        return min(hi, max(lo, int(raw)))
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an integer, got {raw!r}") from None
+
+
+def histogram_path(histogram: dict[str, Any], *, width: int = 120, height: int = 32, bars: int = 60) -> str:
+    """An SVG path of the histogram's bars (log-scaled counts, at most ``bars``), in a width x height box."""
+    counts = [int(c) for c in histogram.get("counts", [])]
+    group = max(1, math.ceil(len(counts) / bars))
+    counts = [sum(counts[i : i + group]) for i in range(0, len(counts), group)]
+    if not counts or max(counts) <= 0:
+        return ""
+    top = math.log1p(max(counts))
+    step = width / len(counts)
+    parts = [f"M0 {height}"]
+    for i, count in enumerate(counts):
+        h = height * math.log1p(count) / top
+        parts.append(f"L{i * step:.1f} {height - h:.1f}L{(i + 1) * step:.1f} {height - h:.1f}")
+    parts.append(f"L{width} {height}Z")
+    return "".join(parts)
+
+
+def _row(record: dict[str, Any], reviews: list[dict[str, Any]]) -> dict[str, Any]:
+    provenance = record.get("provenance", {})
+    layers = []
+    for name, meta in sorted(record["layers"].items()):
+        evaluation = meta.get("evaluation") if isinstance(meta.get("evaluation"), dict) else None
+        metrics = []
+        for key, value in sorted((evaluation or {}).items()):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                metrics.append((key, f"{value:.4g}"))
+            elif isinstance(value, (str, bool)) or value is None:
+                metrics.append((key, str(value)))
+        layers.append({"name": name, "type": meta.get("type"), "metrics": metrics})
+    segs = [layer["name"] for layer in layers if layer["type"] == "segmentation"]
+    compares = [(a, b) for i, a in enumerate(segs) for b in segs[i + 1 :]][:6]
+    stats = record.get("stats", {})
+    return {
+        "id": record["id"],
+        "record": record,
+        "shape": record["shape"],
+        "voxel_size": record["voxel_size"],
+        "voxel_source": provenance.get("voxel_size", {}).get("source", "?"),
+        "voxel_detail": provenance.get("voxel_size", {}).get("detail", ""),
+        "dtype": record["dtype"],
+        "imputed": sorted((field, entry.get("detail", "")) for field, entry in provenance.items() if isinstance(entry, dict) and entry.get("source") == "default"),
+        "histogram": histogram_path(stats.get("histogram", {})),
+        "percentiles": stats.get("percentiles", {}),
+        "layers": layers,
+        "segs": segs,
+        "compares": compares,
+        "reviews": reviews[:10],
+        "review_count": len(reviews),
+    }
+
+
+@bp.get("/")
+def index() -> str:
+    store = get_store()
+    q = request.args.get("q", "").strip()
+    ids = store.datasets()
+    if q:
+        ids = [i for i in ids if q.lower() in i.lower()]
+    per_page = _int_arg("per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
+    pages = max(1, math.ceil(len(ids) / per_page))
+    page = _int_arg("page", 1, 1, pages)
+    chosen = ids[(page - 1) * per_page : page * per_page]
+    reviews = get_reviews().all()
+    by_dataset: dict[str, list[dict[str, Any]]] = {}
+    for review in reversed(reviews):
+        by_dataset.setdefault(review.get("dataset", ""), []).append(review)
+    rows, broken = [], []
+    for dataset in chosen:
+        try:
+            rows.append(_row(store.info(dataset), by_dataset.get(dataset, [])))
+        except BlockioError as exc:  # a malformed record is listed with its problem, the rest are served
+            broken.append((dataset, str(exc)))
+    return render_template(
+        "viewer_index.html", rows=rows, broken=broken, q=q, page=page, pages=pages, per_page=per_page, total=len(ids), verdicts=VERDICTS
+    )
+
+
+@bp.get("/thumb/<dataset>/<plane>.png")
+def thumbnail(dataset: str, plane: str) -> Response:
+    data = thumbnail_png(get_store(), dataset, plane)
+    resp = Response(data, mimetype="image/png")
+    resp.headers["Cache-Control"] = "no-cache"
+    resp.set_etag(hashlib.sha256(data).hexdigest()[:32])
+    resp.make_conditional(request)
+    return resp
+
+
+def _spec(dataset: str) -> tuple[dict[str, Any], ViewSpec]:
+    record = get_store().info(dataset)
+    return record, parse_view(record, request.args.get("layout"), request.args.get("pred"))
+
+
+@bp.get("/view/<dataset>")
+def view(dataset: str) -> str:
+    record, spec = _spec(dataset)
+    state = build_state(record, spec, request.host_url)
+    log_ = get_reviews()
+
+    def on_verdict(spec: ViewSpec, layer: str, verdict: str, segment: int | None, position: Any) -> None:
+        log_.add(dataset=spec.dataset, layer=layer, verdict=verdict, segment=segment, position=position, note="(key binding)")
+
+    token, viewer = get_pool().create(spec, state, on_verdict)
+    return render_template(
+        "viewer_view.html",
+        record=record,
+        spec=spec,
+        token=token,
+        viewer_url=viewer.get_viewer_url(),
+        stable_url=url_for("viewer.view", dataset=dataset, **spec.query()),  # type: ignore[arg-type]
+        verdicts=VERDICTS,
+        key_bindings=[(key, verdict) for key, verdict in KEY_BINDINGS.values()],
+        reviews=log_.for_dataset(dataset)[:20],
+        segs=sorted(name for name, meta in record["layers"].items() if meta.get("type") == "segmentation"),
+    )
+
+
+def _live(dataset: str, token: str | None) -> tuple[ViewSpec, Any]:
+    found = get_pool().get(token or "")
+    if found is None or found[0].dataset != dataset:
+        abort(404, description="no live view with this token for this dataset; reload the view page")
+    return found
+
+
+@bp.get("/view/<dataset>/state.json")
+def live_state(dataset: str) -> Response:
+    _spec_, viewer = _live(dataset, request.args.get("token"))
+    return jsonify(viewer.state.to_json())
+
+
+@bp.get("/view/<dataset>/selection")
+def selection(dataset: str) -> Response:
+    spec, viewer = _live(dataset, request.args.get("token"))
+    return jsonify({"position": current_position(viewer), "segments": {layer: selected_segments(viewer, layer) for layer in spec.preds}})
+
+
+@bp.post("/view/<dataset>/review")
+def review(dataset: str) -> Response | WerkzeugResponse:
+    form: Any = request.get_json(silent=True) if request.is_json else request.form
+    if form is None or not hasattr(form, "get"):
+        raise InvalidRequest("send a form or a JSON object")
+    spec, viewer = _live(dataset, form.get("token"))
+    layer = form.get("layer") or (spec.preds[0] if spec.preds else "")
+    if layer not in spec.preds:
+        raise LayerNotFound(f"layer {layer!r} is not a prediction layer of this view ({', '.join(spec.preds) or 'none'})")
+    verdict = form.get("verdict", "")
+    note = str(form.get("note", ""))
+    reviewer = str(form.get("reviewer", ""))
+    segments = selected_segments(viewer, layer)
+    if len(segments) > MAX_SEGMENTS_PER_VERDICT:
+        raise InvalidRequest(f"{len(segments)} segments are selected; select at most {MAX_SEGMENTS_PER_VERDICT}")
+    log_ = get_reviews()
+    if segments:
+        stored = [log_.add(dataset=dataset, layer=layer, verdict=verdict, segment=s, note=note, reviewer=reviewer) for s in segments]
+    else:
+        stored = [log_.add(dataset=dataset, layer=layer, verdict=verdict, position=current_position(viewer), note=note, reviewer=reviewer)]
+    if request.is_json or request.accept_mimetypes.best == "application/json":
+        return jsonify({"stored": stored})
+    return redirect(url_for("viewer.index", q=dataset) + f"#ds-{dataset}", code=303)
+
+
+def _filtered() -> list[dict[str, Any]]:
+    dataset = request.args.get("dataset")
+    reviews = get_reviews().all()
+    return [r for r in reviews if r.get("dataset") == dataset] if dataset else reviews
+
+
+@bp.get("/reviews.json")
+def reviews_json() -> Response:
+    return jsonify({"reviews": _filtered()})
+
+
+@bp.get("/reviews.csv")
+def reviews_csv() -> Response:
+    resp = Response(to_csv(_filtered()), mimetype="text/csv")
+    resp.headers["Content-Disposition"] = "attachment; filename=reviews.csv"
+    return resp
