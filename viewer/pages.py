@@ -17,14 +17,33 @@ import hashlib
 import math
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from blockio.api import get_store
 from blockio.errors import BlockioError, InvalidRequest, LayerNotFound
+from precomputed.validate import missing_fields
 
 from .reviews import VERDICTS, ReviewLog, to_csv
-from .state import KEY_BINDINGS, ViewerPool, ViewSpec, build_state, current_position, parse_view, selected_segments
+from .state import (
+    KEY_BINDINGS,
+    ViewerPool,
+    ViewSpec,
+    build_state,
+    current_position,
+    parse_view,
+    selected_segments,
+)
 from .thumbnails import thumbnail_png
 
 __all__ = ["bp", "get_pool", "get_reviews"]
@@ -94,7 +113,7 @@ def _row(record: dict[str, Any], reviews: list[dict[str, Any]]) -> dict[str, Any
         "voxel_source": provenance.get("voxel_size", {}).get("source", "?"),
         "voxel_detail": provenance.get("voxel_size", {}).get("detail", ""),
         "dtype": record["dtype"],
-        "imputed": sorted((field, entry.get("detail", "")) for field, entry in provenance.items() if isinstance(entry, dict) and entry.get("source") == "default"),
+        "imputed": missing_fields(record),  # the same list as `blockio catalog missing`
         "histogram": histogram_path(stats.get("histogram", {})),
         "percentiles": stats.get("percentiles", {}),
         "layers": layers,
