@@ -85,6 +85,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-serve", action="store_true", help="exit after ingest instead of serving the review page")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.add_argument("--train", action="store_true", help="also train a tiny 3-D CNN (about a minute, needs torch) and evaluate it")
+    demo.add_argument("--port", type=int, default=8000, help="port of the review page (default 8000)")
+
+    from .evaluate import add_evaluate_arguments
+    from .inference import add_predict_arguments
+
+    pred = sub.add_parser("predict", help="run a model blockwise -> segmentation layer", description="Run a model (pkg.module:callable) over a dataset in overlapping blocks on Dask and write its labels as a precomputed segmentation layer. A killed run resumes with the same command.")
+    _add_root(pred)
+    add_predict_arguments(pred)
+    ev = sub.add_parser("evaluate", help="adapted Rand error and VI against a ground-truth layer", description="Compare a segmentation layer with a ground-truth layer (truth label 0 ignored) and store the metrics in the catalog.")
+    _add_root(ev)
+    add_evaluate_arguments(ev)
     return parser
 
 
@@ -196,12 +208,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(root=args.root or default_root(), shape=args.shape, seed=args.seed, serve=not args.no_serve, progress=False if args.quiet else None)
+    return run_demo(root=args.root or default_root(), shape=args.shape, seed=args.seed, serve=not args.no_serve, progress=False if args.quiet else None, train=args.train, port=args.port)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``blockio`` console script."""
     from precomputed.errors import PrecomputedError
+
+    from .errors import BlockioError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
@@ -214,8 +228,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_catalog(args)
         if args.command == "serve":
             return _cmd_serve(args)
+        if args.command == "predict":
+            from .inference import cmd_predict
+
+            return cmd_predict(args, argv, args.root or default_root())
+        if args.command == "evaluate":
+            from .evaluate import cmd_evaluate
+
+            return cmd_evaluate(args, args.root or default_root())
         return _cmd_demo(args)
-    except PrecomputedError as exc:
+    except (PrecomputedError, BlockioError) as exc:
         print(f"blockio: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
