@@ -614,18 +614,11 @@ def _version(model: Model) -> Any:
 
 def _prepare(staging: Path, fingerprint: str, plan: dict[str, Any]) -> bool:
     """Reuse the staging folder of the same plan (True: resuming), else empty it and write the plan."""
-    plan_file = staging / "plan.json"
-    if plan_file.exists():
-        try:
-            previous = json.loads(plan_file.read_text())["fingerprint"]
-        except (OSError, ValueError, KeyError):
-            previous = None
-        if previous == fingerprint:
-            return True
-        log.warning("discarding an unfinished inference in %s: the model, the options or the dataset changed", staging)
-    for child in list(staging.iterdir()):
-        shutil.rmtree(child) if child.is_dir() else child.unlink()
-    _write_plan(plan_file, {"fingerprint": fingerprint, "plan": plan, "writer": False})
+    from precomputed.staging import reuse_or_reset
+
+    if reuse_or_reset(staging, fingerprint, "inference"):
+        return True
+    _write_plan(staging / "plan.json", {"fingerprint": fingerprint, "plan": plan, "writer": False})
     return False
 
 

@@ -34,6 +34,7 @@ from .ingest_tasks import BoxJob, HashJob, load_summaries, run_box, run_hash
 from .pyramid import plan_pyramid
 from .readers import make_spec, open_reader
 from .readers.base import Sourced, VolumeReader
+from .staging import reuse_or_reset
 from .tasks import plan_passes
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "IngestOptions", "ingest", "local_root", "validate_id"]
@@ -113,23 +114,6 @@ def _fingerprint(reader: VolumeReader, plan: dict[str, Any]) -> str:
     stamp = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
     text = json.dumps({"version": PLAN_VERSION, "files": stamp, "plan": plan}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _prepare_staging(staging: Path, fingerprint: str) -> bool:
-    """Create or reuse the staging folder; True when resuming."""
-    plan_file = staging / "plan.json"
-    if plan_file.exists():
-        try:
-            previous = json.loads(plan_file.read_text())["fingerprint"]
-        except (OSError, ValueError, KeyError):
-            previous = None
-        if previous == fingerprint:
-            return True
-        log.warning("discarding an unfinished ingest in %s: the source or the options changed", staging)
-    for child in staging.iterdir() if staging.exists() else ():
-        shutil.rmtree(child) if child.is_dir() else child.unlink()
-    staging.mkdir(parents=True, exist_ok=True)
-    return False
 
 
 def _hash_jobs(reader: VolumeReader, staging: Path) -> tuple[list[Path], list[HashJob]]:
@@ -219,7 +203,7 @@ def ingest(source: str | os.PathLike[str] | list[str], root: str | os.PathLike[s
 def _ingest_locked(reader: VolumeReader, spec: Any, catalog: Catalog, dataset_id: str, options: IngestOptions, staging: Path, plan: dict[str, Any], mips: list[Any], passes: list[Any], voxel_size: Sourced, chunk: Sourced) -> dict[str, Any]:
     started = time.monotonic()
     fingerprint = _fingerprint(reader, plan)
-    resuming = _prepare_staging(staging, fingerprint)
+    resuming = reuse_or_reset(staging, fingerprint, "ingest")
     zarr_path = str(staging / "image.zarr")
     layer_path = str(staging / "image")
     try:
