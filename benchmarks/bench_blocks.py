@@ -90,19 +90,27 @@ def main() -> None:
     ts_hot = ts.open({"driver": "neuroglancer_precomputed", "kvstore": f"file://{layer}", "context": {"cache_pool": {"total_bytes_limit": 1 << 30}}, "recheck_cached_data": False}).result()
     for o in offsets:
         ts_hot[o[0] : o[0] + b, o[1] : o[1] + b, o[2] : o[2] + b].read().result()
+    in_ram = hot.read_block("bench", (0, 0, 0), (args.size, args.size, args.size))
     t_ours = timeit(ours(hot), offsets)
+    t_np = timeit(lambda o: in_ram[o[2] : o[2] + b, o[1] : o[1] + b, o[0] : o[0] + b].copy(), offsets)
     t_cv = timeit(lambda o: cv_lru[o[0] : o[0] + b, o[1] : o[1] + b, o[2] : o[2] + b], offsets)
     t_ts = timeit(lambda o: ts_hot[o[0] : o[0] + b, o[1] : o[1] + b, o[2] : o[2] + b].read().result(), offsets)
-    print(f"hot  : blockio {t_ours:6.2f} ms | CloudVolume lru_bytes {t_cv:6.2f} ms ({t_ours / t_cv:.2f}x) | TensorStore cache_pool {t_ts:6.2f} ms ({t_ours / t_ts:.2f}x)")
+    print(f"hot  : blockio {t_ours:6.2f} ms | numpy copy from RAM {t_np:6.2f} ms ({t_ours / t_np:.2f}x, goal <= 2) | CloudVolume lru_bytes {t_cv:6.2f} ms ({t_ours / t_cv:.2f}x) | TensorStore cache_pool {t_ts:6.2f} ms ({t_ours / t_ts:.2f}x)")
 
     # cold --------------------------------------------------------------
     cold = Store(root, cache_bytes=0)
     cv = CloudVolume(f"file://{layer}", progress=False, fill_missing=False)
     ts_cold = ts.open({"driver": "neuroglancer_precomputed", "kvstore": f"file://{layer}", "context": {"cache_pool": {"total_bytes_limit": 0}}}).result()
+    ts_zarr = ts.open({"driver": "zarr3", "kvstore": f"file://{zarr_path}/0", "context": {"cache_pool": {"total_bytes_limit": 0}}}).result()
+    plain_cv = CloudVolume(f"file://{layer}")  # as a user would open it
     t_ours = timeit(ours(cold), offsets)
+    t_user = timeit(lambda o: plain_cv[o[0] : o[0] + b, o[1] : o[1] + b, o[2] : o[2] + b], offsets)
     t_cv = timeit(lambda o: cv[o[0] : o[0] + b, o[1] : o[1] + b, o[2] : o[2] + b], offsets)
     t_ts = timeit(lambda o: ts_cold[o[0] : o[0] + b, o[1] : o[1] + b, o[2] : o[2] + b].read().result(), offsets)
-    print(f"cold : blockio {t_ours:6.2f} ms | CloudVolume download {t_cv:6.2f} ms ({t_ours / t_cv:.2f}x) | TensorStore {t_ts:6.2f} ms ({t_ours / t_ts:.2f}x)   [precomputed, page cache warm]")
+    t_tsz = timeit(lambda o: ts_zarr[o[2] : o[2] + b, o[1] : o[1] + b, o[0] : o[0] + b].read().result(), offsets)
+    print(f"cold : blockio {t_ours:6.2f} ms | CloudVolume(path) as a user opens it {t_user:6.2f} ms ({t_user / t_ours:.1f}x faster, goal >= 3) | "
+          f"CloudVolume download, progress off {t_cv:6.2f} ms ({t_cv / t_ours:.1f}x) | TensorStore precomputed {t_ts:6.2f} ms ({t_ours / t_ts:.2f}x) | "
+          f"TensorStore on our OME-Zarr {t_tsz:6.2f} ms ({t_ours / t_tsz:.2f}x, goal <= 1)   [page cache warm]")
 
     cvz = CloudVolume(f"zarr://file://{zarr_path}", progress=False, fill_missing=False)
     few = offsets[:10]

@@ -70,7 +70,9 @@ class LayerReader:
         self._bounds = [self._mip_bounds(m) for m in range(self.num_mips)]
         self._chunk = [tuple(int(v) for v in meta.chunk_size(m)[:3]) for m in range(self.num_mips)]
         self._remote = not url.startswith("file://")
-        self._pool = ThreadPoolExecutor(8, thread_name_prefix="blockio-fetch") if self._remote else None
+        self._local_base = url[len("file://") :] if not self._remote else None
+        # file reads release the GIL, so even local chunks come faster a few at a time
+        self._pool = ThreadPoolExecutor(8 if self._remote else 4, thread_name_prefix="blockio-fetch")
 
     def _mip_bounds(self, mip: int) -> VoxelBox:
         b = self._vol.meta.bounds(mip)
@@ -112,13 +114,16 @@ class LayerReader:
         truncated or corrupt one :class:`ChunkError`; both name the chunk.
         """
         names = [self.chunk_name(mip, index, box) for index, box in chunks]
-        if self._pool is not None and len(names) > 1:
-            contents = list(self._pool.map(self._get, names))
+        if len(names) > 2:
+            jobs = [(mip, name, box) for name, (_, box) in zip(names, chunks)]
+            decoded = list(self._pool.map(lambda job: self._decode(job[0], job[1], job[2], self._get(job[1])), jobs))
         else:
-            contents = [self._get(n) for n in names]
-        return {index: self._decode(mip, name, box, content) for (index, box), name, content in zip(chunks, names, contents)}
+            decoded = [self._decode(mip, name, box, self._get(name)) for name, (_, box) in zip(names, chunks)]
+        return {index: chunk for (index, _), chunk in zip(chunks, decoded)}
 
-    def _get(self, name: str) -> bytes | None:
+    def _get(self, name: str) -> bytes | bytearray | None:
+        if self._local_base is not None:
+            return self._get_local(name)
         cf = _cloudfiles(self._vol.meta.cloudpath)
         try:
             content = cf.get(name)
@@ -126,10 +131,31 @@ class LayerReader:
             raise ChunkError(f"chunk {self._where(name)} cannot be read: {exc}") from exc
         return content  # type: ignore[no-any-return]
 
+    def _get_local(self, name: str) -> bytes | bytearray | None:
+        # a plain open() per chunk: CloudFiles' per-call bookkeeping (uuid1, path objects, a
+        # connection wrapper) cost ~0.1 ms a chunk, more than reading a 256 KiB chunk itself
+        from cloudfiles import compression
+
+        base = self._local_base
+        assert base is not None  # noqa: S101 - only called for file:// layers
+        try:
+            for suffix, encoding in _SUFFIXES:
+                try:
+                    with open(os.path.join(base, name + suffix), "rb") as fh:
+                        data = fh.read()
+                except FileNotFoundError:
+                    continue
+                return data if encoding is None else bytes(compression.decompress(bytes(data), encoding, name))
+        except OSError as exc:
+            raise ChunkError(f"chunk {self._where(name)} cannot be read: {exc.strerror or exc}") from exc
+        except Exception as exc:  # a corrupt .gz / .br / .zst raises codec-specific errors
+            raise ChunkError(f"chunk {self._where(name)} is corrupt: {exc}") from exc
+        return None
+
     def _where(self, name: str) -> str:
         return f"{name} of {self.url}"
 
-    def _decode(self, mip: int, name: str, box: VoxelBox, content: bytes | None) -> npt.NDArray[Any] | None:
+    def _decode(self, mip: int, name: str, box: VoxelBox, content: bytes | bytearray | None) -> npt.NDArray[Any] | None:
         if content is None:
             if self.fill_missing:
                 return None
@@ -163,9 +189,11 @@ class LayerReader:
         return out
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
+        self._pool.shutdown(wait=False)
 
+
+# what CloudFiles' file backend looks for, in its order: the plain file, then compressed twins
+_SUFFIXES = (("", None), (".gz", "gzip"), (".br", "br"), (".zstd", "zstd"), (".bz2", "bz2"), (".xz", "xz"))
 
 _CF_CACHE: dict[str, Any] = {}
 # connection pools (gs://, s3://) must not be shared with a forked child
