@@ -271,3 +271,43 @@ def test_store_after_fork_reads_correctly(store_root: Path, volume: np.ndarray) 
 def test_any_box_with_zero_boundary_matches_numpy(store: Store, volume: np.ndarray, ox: int, oy: int, oz: int, sx: int, sy: int, sz: int, source: str) -> None:
     got = store.read_block("v", (ox, oy, oz), (sx, sy, sz), boundary="zero", source=source)
     np.testing.assert_array_equal(got, ref_zero(volume, (ox, oy, oz), (sx, sy, sz)))
+
+
+def _pyramid(volume: np.ndarray, record: dict[str, Any]) -> list[np.ndarray]:
+    levels = [volume[None]]
+    for m in record["mips"][1:]:
+        levels.append(downsample_average(levels[-1], tuple(m["factor"])))
+    return [lv[0] for lv in levels]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.data(),
+    boundary=st.sampled_from(["zero", "clip", "reflect", "error"]),
+    source=st.sampled_from(["precomputed", "zarr"]),
+    mip=st.integers(0, 4),
+)
+def test_any_box_any_mode_any_mip_matches_numpy(store: Store, volume: np.ndarray, data: st.DataObject, boundary: str, source: str, mip: int) -> None:
+    """read_block equals slicing the source's pyramid level, padded as the boundary mode says."""
+    level = _pyramid(volume, store.info("v"))[mip]
+    nz, ny, nx = level.shape
+    inside = boundary == "error"
+    ox = data.draw(st.integers(0 if inside else -nx, nx - 1))
+    oy = data.draw(st.integers(0 if inside else -ny, ny - 1))
+    oz = data.draw(st.integers(0 if inside else -nz, nz - 1))
+    # every box overlaps the volume: a box wholly outside is an error in clip and reflect (tested above)
+    sx = data.draw(st.integers(max(1, 1 - ox), nx - ox if inside else 2 * nx))
+    sy = data.draw(st.integers(max(1, 1 - oy), ny - oy if inside else 2 * ny))
+    sz = data.draw(st.integers(max(1, 1 - oz), nz - oz if inside else 2 * nz))
+    got = store.read_block("v", (ox, oy, oz), (sx, sy, sz), mip=mip, boundary=boundary, source=source)
+    if boundary == "clip":
+        got, (cx, cy, cz) = got
+        want = level[cz : oz + sz, cy : oy + sy, cx : ox + sx]
+        assert (cx, cy, cz) == (max(ox, 0), max(oy, 0), max(oz, 0))
+        np.testing.assert_array_equal(got, want)
+    elif boundary == "reflect":
+        pads = [(max(0, -o), max(0, o + s - n)) for o, s, n in ((oz, sz, nz), (oy, sy, ny), (ox, sx, nx))]
+        inner = level[max(oz, 0) : oz + sz, max(oy, 0) : oy + sy, max(ox, 0) : ox + sx]
+        np.testing.assert_array_equal(got, np.pad(inner, pads, mode="symmetric"))
+    else:
+        np.testing.assert_array_equal(got, ref_zero(level, (ox, oy, oz), (sx, sy, sz)))
