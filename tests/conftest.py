@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.live_server import LiveServer
 
 
 @pytest.fixture
@@ -22,3 +27,17 @@ def _no_user_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("BLOCKIO_ROOT", "BLOCKIO_PROFILES", "BLOCKIO_REDIS_URL"):
         monkeypatch.delenv(name, raising=False)
     os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of the ``app`` fixture of the test's own package."""
+    return app.test_client()
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[LiveServer]:
+    """That app on a real loopback socket."""
+    server = LiveServer(app)
+    yield server
+    server.stop()

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 
 from blockio.app import create_app
 from precomputed.ingest import IngestOptions, ingest
-from tests.live_server import LiveServer
 
 SERVED_SHAPE_ZYX = (24, 80, 100)
 
@@ -36,15 +33,3 @@ def served_root(tmp_path_factory: pytest.TempPathFactory, served_volume: np.ndar
 @pytest.fixture
 def app(served_root: Path) -> Flask:
     return create_app({"BLOCKIO_ROOT": str(served_root), "TESTING": True})
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
-def live_server(app: Flask) -> Iterator[LiveServer]:
-    server = LiveServer(app)
-    yield server
-    server.stop()

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-
 from schemathesis.checks import positive_data_acceptance
 
 from blockio.app import create_app

@@ -12,7 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from blockio.errors import ChunkError, DatasetNotFound, DatasetUnavailable, InvalidRequest, LayerNotFound, MissingChunk, OutOfBounds
+from blockio.errors import (
+    ChunkError,
+    DatasetNotFound,
+    DatasetUnavailable,
+    InvalidRequest,
+    LayerNotFound,
+    MissingChunk,
+    OutOfBounds,
+)
 from blockio.store import Store, open_store
 from precomputed.ingest import IngestOptions, ingest
 from precomputed.pyramid import downsample_average

@@ -19,7 +19,12 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from precomputed.catalog import Catalog, record_errors
-from precomputed.errors import DatasetExists, DatasetNotFound, InvalidDatasetId, InvalidOption
+from precomputed.errors import (
+    DatasetExists,
+    DatasetNotFound,
+    InvalidDatasetId,
+    InvalidOption,
+)
 from precomputed.ingest import IngestOptions, ingest
 from precomputed.pyramid import downsample_mode
 from precomputed.segmentation import SegmentationWriter, write_segmentation

@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 
 import viewer
 from blockio.app import create_app
 from precomputed.ingest import IngestOptions, ingest
+from precomputed.segmentation import write_segmentation
 from precomputed.synthetic import make_em_volume
-from tests.live_server import LiveServer
-
-try:
-    from precomputed.segmentation import write_segmentation
-except ImportError:  # a colleague's module, landing separately
-    write_segmentation = None
 
 SHAPE_XYZ = (128, 128, 32)
 VOXEL_SIZE = (8.0, 8.0, 40.0)
-NO_SEGMENTATION = "precomputed.segmentation.write_segmentation is not there yet: no prediction layers to overlay"
 
 
 def merged_labels(labels: np.ndarray, pairs: int = 4) -> np.ndarray:
@@ -45,9 +37,8 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     np.save(tmp / "demo.npy", volume.image)
     root = tmp / "root"
     ingest(tmp / "demo.npy", root, "demo", IngestOptions(voxel_size=VOXEL_SIZE, chunk_size=(64, 64, 16), progress=False, workers=1))
-    if write_segmentation is not None:
-        write_segmentation(root, "demo", "pred", volume.labels, provenance={"model": "ground truth", "note": "synthetic labels"})
-        write_segmentation(root, "demo", "pred2", merged_labels(volume.labels), provenance={"model": "merged", "note": "four pairs merged"})
+    write_segmentation(root, "demo", "pred", volume.labels, provenance={"model": "ground truth", "note": "synthetic labels"})
+    write_segmentation(root, "demo", "pred2", merged_labels(volume.labels), provenance={"model": "merged", "note": "four pairs merged"})
     return root
 
 
@@ -68,15 +59,3 @@ def make_app(root: Path, **config: Any) -> Flask:
 @pytest.fixture
 def app(root_copy: Path) -> Flask:
     return make_app(root_copy)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
-def live_server(app: Flask) -> Iterator[LiveServer]:
-    server = LiveServer(app)
-    yield server
-    server.stop()

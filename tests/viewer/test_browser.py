@@ -17,7 +17,7 @@ import imagecodecs
 import numpy as np
 import pytest
 
-from .conftest import NO_SEGMENTATION, LiveServer, write_segmentation
+from tests.live_server import LiveServer
 
 pytestmark = pytest.mark.browser
 
@@ -40,7 +40,6 @@ SATURATED = 20
 # coloured fraction allowed in a grey panel: the crosshair and the volume's outline
 GREY_MAX = 0.03
 
-needs_segmentation = pytest.mark.skipif(write_segmentation is None, reason=NO_SEGMENTATION)
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +147,6 @@ def test_raw_view_renders_the_image(page: Page) -> None:
     assert page.errors == []
 
 
-@needs_segmentation
 def test_overlay_renders_linked_panels_and_stores_a_review(page: Page) -> None:
     pg = page.page
     pg.goto(page.server.url + "/")
@@ -220,7 +218,6 @@ def test_overlay_renders_linked_panels_and_stores_a_review(page: Page) -> None:
     assert page.errors == []
 
 
-@needs_segmentation
 def test_compare_shows_both_predictions(page: Page) -> None:
     page.page.goto(page.server.url + "/view/demo?layout=compare&pred=pred,pred2")
     frame = page.neuroglancer()
@@ -234,7 +231,7 @@ def test_compare_shows_both_predictions(page: Page) -> None:
 
 def test_copy_state_gives_the_live_json(page: Page) -> None:
     page.page.goto(page.server.url + "/view/demo")
-    page.neuroglancer(panels=3 if write_segmentation is not None else 1)
+    page.neuroglancer(panels=3)
     page.page.wait_for_timeout(500)
     page.page.click("#copy-state")
     page.page.wait_for_function("document.getElementById('state-json').value.length > 0", timeout=10_000)

@@ -16,9 +16,7 @@ from flask.testing import FlaskClient
 from precomputed.catalog import Catalog, now
 from viewer import ReviewLog, build_state, parse_view
 
-from .conftest import NO_SEGMENTATION, make_app, write_segmentation
-
-needs_segmentation = pytest.mark.skipif(write_segmentation is None, reason=NO_SEGMENTATION)
+from .conftest import make_app
 
 
 def _tamper(root: Path, dataset: str, change: Any) -> None:
@@ -49,7 +47,6 @@ def test_index_lists_the_dataset(client: FlaskClient) -> None:
     assert 'class="imputed"' in html  # axes and mips are defaults for a bare .npy
 
 
-@needs_segmentation
 def test_index_links_views_and_shows_metrics(root_copy: Path) -> None:
     _tamper(root_copy, "demo", lambda r: r["layers"]["pred"].update(evaluation={"voi_split": 0.125, "voi_merge": 0.5, "adapted_rand": 0.03}))
     html = make_app(root_copy).test_client().get("/").text
@@ -106,7 +103,6 @@ def test_bad_layout_and_plane_are_400(client: FlaskClient) -> None:
     assert client.get("/thumb/demo/yz.png").status_code == 400
 
 
-@needs_segmentation
 def test_state_uses_only_catalogued_sources(app: Flask) -> None:
     record = app.extensions["blockio.store"].info("demo")
     state = build_state(record, parse_view(record, "compare", "pred,pred2"), "http://127.0.0.1:5000/").to_json()
@@ -123,7 +119,6 @@ def test_state_uses_only_catalogued_sources(app: Flask) -> None:
         build_state(record, parse_view(record, "overlay", "pred"), "javascript:alert(1)//")
 
 
-@needs_segmentation
 def test_view_page_embeds_the_viewer(client: FlaskClient) -> None:
     resp = client.get("/view/demo?layout=overlay&pred=pred")
     assert resp.status_code == 200
@@ -154,7 +149,6 @@ def test_thumbnails_are_cached_and_follow_the_layer_version(root_copy: Path) -> 
     assert client.get("/thumb/demo/xz.png").status_code == 200
 
 
-@needs_segmentation
 def test_review_post_reads_the_live_viewer(app: Flask, client: FlaskClient) -> None:
     resp = client.get("/view/demo?layout=overlay&pred=pred")
     token = resp.text.split('name="token" value="', 1)[1].split('"', 1)[0]
