@@ -183,21 +183,32 @@ def downsample_mode(arr: npt.NDArray[Any], factor: Xyz) -> npt.NDArray[Any]:
     mask = mask.transpose(0, 2, 4, 1, 3, 5).reshape(blocks.shape[1], blocks.shape[3], blocks.shape[5], -1)
     # padding becomes the window's max so it sorts last; runs are cut at the valid count
     if any(pads):
-        fill = np.where(mask, win, win.max(axis=-1, keepdims=True))
-        srt = np.sort(fill, axis=-1)
-        nvalid = mask.sum(axis=-1)
+        vals = np.where(mask, win, win.max(axis=-1, keepdims=True))
+        nvalid = np.broadcast_to(mask.sum(axis=-1), vals.shape[:-1])
     else:
-        srt = np.sort(win, axis=-1)
+        vals = win
         nvalid = None
+    out = vals[..., 0].copy()
+    # most windows of a segmentation hold one label: only the others need sorting (several
+    # times faster on label volumes, and the same answer by construction)
+    mixed = (vals != vals[..., :1]).any(axis=-1)
+    if mixed.any():
+        out[mixed] = _mode_rows(vals[mixed], None if nvalid is None else nvalid[mixed])
+    return np.ascontiguousarray(out)
+
+
+def _mode_rows(rows: npt.NDArray[Any], nvalid: npt.NDArray[Any] | None) -> npt.NDArray[Any]:
+    """The mode of each row (smallest on ties), counting only its first ``nvalid`` sorted values."""
+    srt = np.sort(rows, axis=-1)
     n = srt.shape[-1]
-    # run lengths of equal values in each sorted window
+    # run lengths of equal values in each sorted row
     starts = np.ones(srt.shape, dtype=bool)
-    starts[..., 1:] = srt[..., 1:] != srt[..., :-1]
+    starts[:, 1:] = srt[:, 1:] != srt[:, :-1]
     idx = np.arange(n)
     start_pos = np.maximum.accumulate(np.where(starts, idx, 0), axis=-1)
     run_len = idx - start_pos + 1
     if nvalid is not None:
-        run_len = np.where(idx < nvalid[None, ..., None], run_len, 0)
+        run_len = np.where(idx < nvalid[:, None], run_len, 0)
     best = run_len.argmax(axis=-1)
     # argmax returns the end of the first longest run: the smallest label among ties
-    return np.ascontiguousarray(np.take_along_axis(srt, best[..., None], axis=-1)[..., 0])
+    return np.take_along_axis(srt, best[:, None], axis=-1)[:, 0]

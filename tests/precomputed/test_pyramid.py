@@ -95,3 +95,24 @@ def test_mode_keeps_dtype(dtype: type) -> None:
     out = downsample_mode(labels, (2, 2, 2))
     assert out.dtype == dtype
     assert out[0, 0, 0, 0] == 7 and out[0, 0, 1, 1] == 0
+
+
+def _brute_mode(a: np.ndarray, factor: tuple[int, int, int]) -> np.ndarray:
+    fx, fy, fz = factor
+    c, z, y, x = a.shape
+    out = np.zeros((c, -(-z // fz), -(-y // fy), -(-x // fx)), a.dtype)
+    for ci, k, j, i in np.ndindex(*out.shape):
+        window = a[ci, k * fz : (k + 1) * fz, j * fy : (j + 1) * fy, i * fx : (i + 1) * fx].ravel()
+        values, counts = np.unique(window, return_counts=True)
+        out[ci, k, j, i] = values[np.argmax(counts)]  # first of the most frequent: the smallest
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    z=st.integers(1, 6), y=st.integers(1, 7), x=st.integers(1, 7), labels=st.integers(1, 5),
+    factor=st.sampled_from([(2, 2, 1), (2, 2, 2), (1, 1, 2)]), seed=st.integers(0, 1000),
+)
+def test_mode_equals_brute_force(z: int, y: int, x: int, labels: int, factor: tuple[int, int, int], seed: int) -> None:
+    a = np.random.default_rng(seed).integers(0, labels, size=(1, z, y, x)).astype(np.uint32)
+    np.testing.assert_array_equal(downsample_mode(a, factor), _brute_mode(a, factor))
