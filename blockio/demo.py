@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import time
 
 import numpy as np
@@ -87,5 +88,9 @@ def run_demo(*, root: str, shape: tuple[int, int, int] = (512, 512, 128), seed: 
     app = create_app({"BLOCKIO_ROOT": str(root_path)})
     base = f"http://127.0.0.1:{port}"
     print(f"review page: {base}/   overlay: {base}/view/{DEMO_ID}?layout=overlay&pred=pred   (Ctrl-C to stop)", flush=True)
-    run_simple("127.0.0.1", port, app, threaded=True, use_reloader=False)
+    try:
+        run_simple("127.0.0.1", port, app, threaded=True, use_reloader=False)
+    except OSError as exc:
+        print(f"blockio: error: cannot serve on port {port}: {exc.strerror or exc}; rerun with --port N, or `blockio serve --root {root}`", file=sys.stderr)
+        return 1
     return 0
