@@ -201,7 +201,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         config["BLOCKIO_REDIS_URL"] = args.redis_url
     app = create_app(config)
     print(f"serving {config['BLOCKIO_ROOT']} on http://{args.host}:{args.port}  (API: /api, files: /precomputed, /metrics)", flush=True)
-    run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
+    try:
+        run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
+    except OSError as exc:
+        print(f"blockio: error: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0
 
 
