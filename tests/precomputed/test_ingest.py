@@ -179,3 +179,33 @@ def test_processes_scheduler_gives_identical_stores(tmp_path: Path) -> None:
 
     assert tree_digest(tmp_path / "ra") == tree_digest(tmp_path / "rb")
     assert a["stats"] == b["stats"]
+
+
+@pytest.mark.slow
+def test_distributed_scheduler_gives_identical_stores(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    vol = _volume(np.uint16)
+    np.save(tmp_path / "v.npy", vol)
+    local = ingest(tmp_path / "v.npy", tmp_path / "ra", "v", _options(task_bytes=1 << 20))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, protocol="tcp://", dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
+        remote = ingest(tmp_path / "v.npy", tmp_path / "rb", "v", _options(task_bytes=1 << 20, scheduler=cluster.scheduler_address))
+    from .test_resume import tree_digest
+
+    assert tree_digest(tmp_path / "ra") == tree_digest(tmp_path / "rb")
+    assert local["stats"] == remote["stats"]
+    assert_stores_equal_source(tmp_path / "rb", remote, vol[None])
+
+
+@pytest.mark.slow
+def test_unreachable_scheduler_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    from precomputed.errors import InvalidOption
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    np.save(tmp_path / "v.npy", _volume(np.uint8, (4, 8, 8)))
+    with pytest.raises(InvalidOption, match="cannot reach the Dask scheduler"):
+        ingest(tmp_path / "v.npy", tmp_path / "r", "v", _options(scheduler=f"tcp://127.0.0.1:{port}"))
