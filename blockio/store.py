@@ -31,7 +31,10 @@ __all__ = ["Store", "open_store"]
 Xyz = tuple[int, int, int]
 
 
-def open_store(root: str | os.PathLike[str] | None = None, *, cache_bytes: int | None = None, redis_url: str | None = None) -> Store:
+DEFAULT_MAX_BLOCK_VOXELS = 512**3
+
+
+def open_store(root: str | os.PathLike[str] | None = None, *, cache_bytes: int | None = None, redis_url: str | None = None, max_block_voxels: int | None = None) -> Store:
     """Open the store root (default ``$BLOCKIO_ROOT`` or ``./blockio-data``).
 
     Parameters
@@ -41,16 +44,18 @@ def open_store(root: str | os.PathLike[str] | None = None, *, cache_bytes: int |
         ``$BLOCKIO_CACHE_BYTES``); 0 disables it.
     redis_url
         A shared Redis cache behind it (default ``$BLOCKIO_REDIS_URL``).
+    max_block_voxels
+        Largest block a read may ask for (default 512^3, or ``$BLOCKIO_MAX_BLOCK_VOXELS``).
     """
     from . import default_root
 
-    return Store(root or default_root(), cache_bytes=cache_bytes, redis_url=redis_url)
+    return Store(root or default_root(), cache_bytes=cache_bytes, redis_url=redis_url, max_block_voxels=max_block_voxels)
 
 
 class Store:
     """The datasets of one store root and their blocks."""
 
-    def __init__(self, root: str | os.PathLike[str], *, cache_bytes: int | None = None, redis_url: str | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, cache_bytes: int | None = None, redis_url: str | None = None, max_block_voxels: int | None = None) -> None:
         from precomputed.catalog import Catalog
         from precomputed.ingest import local_root
 
@@ -71,6 +76,7 @@ class Store:
         self._problems_stamp: object = None
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        self.max_block_voxels = int(max_block_voxels if max_block_voxels is not None else os.environ.get("BLOCKIO_MAX_BLOCK_VOXELS", DEFAULT_MAX_BLOCK_VOXELS))
 
     # -- catalog -------------------------------------------------------------
     def _all_records(self) -> dict[str, Any]:
@@ -196,6 +202,11 @@ class Store:
         """
         offset = parse_xyz(offset, "offset")
         size = parse_xyz(size, "size", positive=True)
+        if size[0] * size[1] * size[2] > self.max_block_voxels:
+            raise InvalidRequest(
+                f"block of {size[0] * size[1] * size[2]} voxels ({'x'.join(map(str, size))}) exceeds the limit of "
+                f"{self.max_block_voxels} voxels; read it in smaller blocks (iter_blocks) or raise max_block_voxels"
+            )
         record, meta = self._layer(dataset, layer)
         if normalize and meta["type"] != "image":
             raise InvalidRequest(f"layer {layer!r} is a {meta['type']} layer: normalisation applies to images only")

@@ -319,3 +319,23 @@ def test_any_box_any_mode_any_mip_matches_numpy(store: Store, volume: np.ndarray
         np.testing.assert_array_equal(got, np.pad(inner, pads, mode="symmetric"))
     else:
         np.testing.assert_array_equal(got, ref_zero(level, (ox, oy, oz), (sx, sy, sz)))
+
+
+def test_block_size_limit_before_any_read(store_root: Path) -> None:
+    store = Store(store_root, max_block_voxels=1000)
+    with pytest.raises(InvalidRequest, match="exceeds the limit of 1000 voxels"):
+        store.read_block("v", (0, 0, 0), (10, 10, 11))
+    assert store.cache_stats()["memory"]["misses"] == 0
+    assert store.read_block("v", (0, 0, 0), (10, 10, 10)).shape == (10, 10, 10)
+    with pytest.raises(InvalidRequest, match="exceeds the limit of 134217728 voxels"):
+        Store(store_root).read_block("v", (0, 0, 0), (1024, 1024, 129))
+
+
+def test_record_whose_files_are_missing(tmp_path: Path, store_root: Path) -> None:
+    import shutil
+
+    root = _copy_root(store_root, tmp_path / "root")
+    shutil.rmtree(root / "precomputed" / "v")
+    with pytest.raises(ChunkError, match="cannot open precomputed layer"):
+        Store(root).read_block("v", (0, 0, 0), (8, 8, 8))
+    assert Store(root).read_block("m", (0, 0, 0), (8, 8, 8)).shape == (3, 8, 8, 8)
