@@ -172,6 +172,8 @@ def downsample_mode(arr: npt.NDArray[Any], factor: Xyz) -> npt.NDArray[Any]:
     """
     fx, fy, fz = factor
     c, z, y, x = arr.shape
+    if not (z % fz or y % fy or x % fx):
+        return _mode_even(arr, (fz, fy, fx))
     blocks, pads = _blocks(arr, (fz, fy, fx))
     # [c, Z, Y, X, f] with the window's voxels last
     win = blocks.transpose(0, 1, 3, 5, 2, 4, 6).reshape(c, blocks.shape[1], blocks.shape[3], blocks.shape[5], -1)
@@ -195,6 +197,20 @@ def downsample_mode(arr: npt.NDArray[Any], factor: Xyz) -> npt.NDArray[Any]:
     if mixed.any():
         out[mixed] = _mode_rows(vals[mixed], None if nvalid is None else nvalid[mixed])
     return np.ascontiguousarray(out)
+
+
+def _mode_even(arr: npt.NDArray[Any], factor_zyx: tuple[int, int, int]) -> npt.NDArray[Any]:
+    """Mode pooling of an array whose shape the factor divides, from strided views (no window copy)."""
+    fz, fy, fx = factor_zyx
+    views = [arr[:, dz::fz, dy::fy, dx::fx] for dz in range(fz) for dy in range(fy) for dx in range(fx)]
+    first = views[0]
+    mixed = np.zeros(first.shape, dtype=bool)
+    for view in views[1:]:
+        mixed |= view != first
+    out = np.array(first, order="C")  # a copy: never write into the caller's array
+    if mixed.any():
+        out[mixed] = _mode_rows(np.stack([view[mixed] for view in views], axis=-1), None)
+    return out
 
 
 def _mode_rows(rows: npt.NDArray[Any], nvalid: npt.NDArray[Any] | None) -> npt.NDArray[Any]:
