@@ -36,7 +36,8 @@ def main() -> None:
     from cloudvolume import CloudVolume
 
     import precomputed.segmentation as seg
-    from blockio.inference import _Run, run_inference
+    from blockio.inference import run_inference
+    from blockio.inference_tasks import _Run
     from blockio.models import threshold_model
     from blockio.store import Store
     from precomputed.ingest import IngestOptions, ingest

@@ -15,7 +15,8 @@ import pytest
 
 from blockio.errors import DatasetNotFound, InvalidRequest
 from blockio.evaluate import ContingencyTable, evaluate, scores
-from blockio.inference import _ramp, run_inference
+from blockio.inference import run_inference
+from blockio.inference_tasks import _ramp
 from blockio.models import membrane_watershed, threshold_model
 from blockio.store import Store
 from precomputed.ingest import IngestOptions, ingest
