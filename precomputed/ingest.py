@@ -26,7 +26,14 @@ from filelock import FileLock, Timeout
 
 from . import image_layer, omezarr, stats
 from .catalog import SCHEMA_VERSION, Catalog, now, record_errors
-from .errors import DatasetExists, InvalidDatasetId, InvalidOption, InvalidSource, PrecomputedError, StoreError
+from .errors import (
+    DatasetExists,
+    InvalidDatasetId,
+    InvalidOption,
+    InvalidSource,
+    PrecomputedError,
+    StoreError,
+)
 from .execution import run_tasks
 from .hashing import expand_files, manifest_sha256
 from .imputation import resolve_voxel_size

@@ -23,7 +23,7 @@ from .readers import open_reader
 from .readers.base import SourceSpec, VolumeReader
 from .tasks import Box
 
-__all__ = ["BoxJob", "HashJob", "load_summaries", "run_box", "run_hash"]
+__all__ = ["BoxJob", "HashJob", "load_summaries", "run_box", "run_hash", "thread_handle", "write_marker"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ class HashJob:
 _local = threading.local()
 
 
-def _cached(kind: str, key: Any, make: Any) -> Any:
+def thread_handle(kind: str, key: Any, make: Any) -> Any:
+    """A handle (reader, CloudVolume, zarr array) cached per thread and process."""
     # one handle per thread: CloudVolume and file handles are not shared across threads or forks
     cache = _local.__dict__.setdefault("handles", {})
     pid_key = (os.getpid(), kind, key)
@@ -63,10 +64,11 @@ def _cached(kind: str, key: Any, make: Any) -> Any:
 
 
 def _reader(spec: SourceSpec) -> VolumeReader:
-    return _cached("reader", spec, lambda: open_reader(spec))  # type: ignore[no-any-return]
+    return thread_handle("reader", spec, lambda: open_reader(spec))  # type: ignore[no-any-return]
 
 
-def _write_marker(path: str, arrays: dict[str, Any]) -> None:
+def write_marker(path: str, arrays: dict[str, Any]) -> None:
+    """Write a task's done marker (``.npz``) so that it appears whole or not at all."""
     # rename makes the marker appear whole or not at all; no fsync: the chunks it vouches for are
     # not fsynced either, so it would buy nothing after a machine crash and costs ~20 ms a task
     tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
@@ -94,7 +96,7 @@ def run_box(job: BoxJob) -> None:
     if job.spec is not None:
         block = _reader(job.spec).read(job.box.start, job.box.stop)
     else:
-        level = _cached("zarr-r", (job.zarr_path, job.read_mip), lambda: omezarr.open_level(job.zarr_path, job.read_mip, "r"))
+        level = thread_handle("zarr-r", (job.zarr_path, job.read_mip), lambda: omezarr.open_level(job.zarr_path, job.read_mip, "r"))
         block = omezarr.read_box(level, job.box.start, job.box.stop)
     summaries = [stats.block_summary(block[c]) for c in range(block.shape[0])] if job.summarise else []
     box = job.box
@@ -105,14 +107,14 @@ def run_box(job: BoxJob) -> None:
             box = box.scaled(mip.factor, mip.shape)
         if block.shape[1:] != box.shape[::-1]:
             raise RuntimeError(f"internal: mip {level_no} block {block.shape} does not fill box {box}")
-        zarr_array = _cached("zarr-w", (job.zarr_path, level_no), lambda n=level_no: omezarr.open_level(job.zarr_path, n))
+        zarr_array = thread_handle("zarr-w", (job.zarr_path, level_no), lambda n=level_no: omezarr.open_level(job.zarr_path, n))
         omezarr.write_box(zarr_array, box.start, block)
-        vol = _cached("cv", (job.layer_path, level_no, job.compress), lambda n=level_no: image_layer.open_layer(job.layer_path, n, compress=job.compress))
+        vol = thread_handle("cv", (job.layer_path, level_no, job.compress), lambda n=level_no: image_layer.open_layer(job.layer_path, n, compress=job.compress))
         image_layer.write_box(vol, box.start, block)
     arrays: dict[str, Any] = {"channels": np.array(len(summaries))}
     for i, s in enumerate(summaries):
         arrays.update(s.to_arrays(f"c{i}_"))
-    _write_marker(job.marker, arrays)
+    write_marker(job.marker, arrays)
 
 
 def run_hash(job: HashJob) -> list[str]:

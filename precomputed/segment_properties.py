@@ -17,7 +17,9 @@ import fastremap
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["PROPERTIES_DIR", "count_labels", "merge_counts", "properties_info", "write_properties"]
+from .errors import InvalidOption
+
+__all__ = ["PROPERTIES_DIR", "check_class_names", "count_labels", "merge_counts", "properties_info", "write_properties"]
 
 PROPERTIES_DIR = "segment_properties"
 Counts = tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]
@@ -76,3 +78,13 @@ def write_properties(layer_path: str, info: dict[str, Any]) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(info, fh, separators=(",", ":"))
     os.replace(tmp, path)
+
+
+def check_class_names(class_names: Mapping[int, str] | None) -> dict[int, str]:
+    """Class names keyed by positive segment ids; anything else is an InvalidOption."""
+    out: dict[int, str] = {}
+    for key, value in (class_names or {}).items():
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or key <= 0:
+            raise InvalidOption(f"class_names keys must be positive segment ids, got {key!r}")
+        out[int(key)] = str(value)
+    return out

@@ -30,8 +30,7 @@ import math
 import os
 import re
 import shutil
-import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -43,13 +42,15 @@ import numpy.typing as npt
 from cloudvolume import CloudVolume
 from filelock import FileLock, Timeout
 
-from . import image_layer, omezarr, segment_properties
+from . import image_layer, labels, segment_properties
 from . import meshes as mesh_format
 from .catalog import Catalog
 from .errors import DatasetExists, DatasetNotFound, InvalidOption
 from .execution import run_tasks
 from .ingest import STAGING, local_root, validate_id
-from .pyramid import Mip, downsample_mode
+from .ingest_tasks import thread_handle
+from .pyramid import Mip
+from .segmentation_tasks import SegJob, run_job, write_region
 from .tasks import Box, plan_passes
 
 __all__ = ["SegmentationWriter", "write_segmentation"]
@@ -73,110 +74,6 @@ def validate_name(name: str) -> str:
 def _version() -> str:
     # microseconds: two writes of one layer in the same second still get different versions
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-# ---------------------------------------------------------------------------
-# tasks: module-level functions of picklable jobs, for any Dask scheduler
-
-_local = threading.local()
-
-
-def _handle(key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
-    # one handle per thread and process: CloudVolume and zarr handles are not shared across them
-    cache = _local.__dict__.setdefault("handles", {})
-    full = (os.getpid(),) + key
-    if full not in cache:
-        cache[full] = make()
-    return cache[full]
-
-
-def _reader(layer_path: str, mip: int) -> CloudVolume:
-    # fill_missing: a chunk never written is background; an unreadable one still raises
-    return CloudVolume(f"file://{layer_path}", mip=mip, fill_missing=True, progress=False, parallel=1, cache=False)
-
-
-def _read(layer_path: str, mip: int, start: Xyz, stop: Xyz) -> npt.NDArray[Any]:
-    vol = _handle(("read", layer_path, mip), partial(_reader, layer_path, mip))
-    cut = vol[start[0] : stop[0], start[1] : stop[1], start[2] : stop[2]]
-    return np.asarray(cut)[..., 0].T  # Fortran (x, y, z) -> C-order [z, y, x], no copy
-
-
-@dataclass(frozen=True)
-class _Job:
-    """Read ``box`` of ``read_mip`` from the staged layer, write ``write_mips`` to both stores."""
-
-    box: Box
-    read_mip: int
-    write_mips: tuple[int, ...]
-    mips: tuple[Mip, ...]
-    layer_path: str
-    zarr_path: str
-    marker: str
-    mesh_dir: str | None
-
-
-def _write_marker(path: str, arrays: dict[str, Any]) -> None:
-    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-    os.replace(tmp, path)
-
-
-def _run_job(job: _Job) -> None:
-    """One task; skipped when its marker exists. Counts and mesh ids go to the marker."""
-    if os.path.exists(job.marker):
-        return
-    box = job.box
-    shape0 = job.mips[0].shape
-    arrays: dict[str, Any] = {}
-    first: npt.NDArray[Any] | None = None  # mip 1 of the box, when meshing made it already
-    if job.read_mip == 0:
-        # meshes are made at mip 1 (mip 0 when there is none) from the box plus one mip-1 voxel
-        # on its high sides, so this box's meshes meet its neighbours'
-        mesh_mip = min(1, len(job.mips) - 1)
-        overlap = job.mips[mesh_mip].factor if job.mesh_dir else (0, 0, 0)
-        stop = tuple(min(b + o, n) for b, o, n in zip(box.stop, overlap, shape0))
-        data = _read(job.layer_path, 0, box.start, stop)  # type: ignore[arg-type]
-        block = np.ascontiguousarray(data[: box.shape[2], : box.shape[1], : box.shape[0]])
-        arrays["ids"], arrays["counts"] = segment_properties.count_labels(block)
-        if job.mesh_dir:
-            mip = job.mips[mesh_mip]
-            mesh_box = box.scaled(mip.factor, mip.shape)
-            mesh_data = downsample_mode(data[None], mip.factor)[0] if mesh_mip else data
-            ids = mesh_format.mesh_box(
-                job.mesh_dir, mesh_data, start=mesh_box.start, stop=mesh_box.stop, volume_shape=mip.shape, voxel_size=mip.voxel_size, name_box=(box.start, box.stop)
-            )
-            arrays["mesh_ids"] = np.array(ids, dtype=np.uint64)
-            if mesh_mip:
-                first = np.ascontiguousarray(mesh_data[: mesh_box.shape[2], : mesh_box.shape[1], : mesh_box.shape[0]])
-    else:
-        block = _read(job.layer_path, job.read_mip, box.start, box.stop)
-    for level in job.write_mips:
-        mip = job.mips[level]
-        if level != job.read_mip:
-            block = first if level == 1 and first is not None else downsample_mode(block[None], mip.factor)[0]
-            box = box.scaled(mip.factor, mip.shape)
-        if block.shape != box.shape[::-1]:
-            raise RuntimeError(f"internal: mip {level} block {block.shape} does not fill box {box}")
-        zarr_array = _handle(("zarr", job.zarr_path, level), partial(omezarr.open_level, job.zarr_path, level))
-        omezarr.write_box(zarr_array, box.start, block[None])
-        if level != 0:  # mip 0 is the staged layer itself
-            vol = _handle(("write", job.layer_path, level), partial(image_layer.open_layer, job.layer_path, level))
-            image_layer.write_box(vol, box.start, block[None])
-    _write_marker(job.marker, arrays)
-
-
-def _write_region(writer: SegmentationWriter, labels: npt.NDArray[Any], offset: Xyz, box: Box) -> None:
-    """Write the aligned ``box`` from ``labels`` placed at ``offset``; outside it, background."""
-    lo = [max(a, o) for a, o in zip(box.start, offset)]
-    hi = [min(b, o + n) for b, o, n in zip(box.stop, offset, labels.shape[::-1])]
-    src = tuple(slice(a - o, b - o) for a, b, o in zip(reversed(lo), reversed(hi), reversed(offset)))
-    if tuple(lo) == box.start and tuple(hi) == box.stop:
-        block = labels[src]
-    else:
-        block = np.zeros(box.shape[::-1], dtype=labels.dtype)
-        block[tuple(slice(a - s, b - s) for a, b, s in zip(reversed(lo), reversed(hi), reversed(box.start)))] = labels[src]
-    writer.write_block(box.start, block)
 
 
 # ---------------------------------------------------------------------------
@@ -303,7 +200,7 @@ class SegmentationWriter:
         vol.info["mesh"] = mesh_format.MESH_DIR
         vol.info["segment_properties"] = segment_properties.PROPERTIES_DIR
         vol.commit_info()
-        _create_labels(writer._zarr_path, name=name, mips=list(mips), dtype=np.dtype(dtype), chunk_size=image_chunk)
+        labels.create_labels(writer._zarr_path, name=name, mips=list(mips), dtype=np.dtype(dtype), chunk_size=image_chunk)
         # written last: its presence means the staged layer is complete enough to reopen
         (staging / "writer.json").write_text(json.dumps({"overwrite": overwrite, **asdict(plan)}, indent=1))
         return writer
@@ -353,7 +250,7 @@ class SegmentationWriter:
             raise InvalidOption(f"layer {self.name!r} is being finalised; create it again to write new blocks")
         self._check_ids(block)
         data = np.ascontiguousarray(block, dtype=self.dtype)
-        vol = _handle(("write", self.layer_path, 0), partial(image_layer.open_layer, self.layer_path, 0))
+        vol = thread_handle("seg-write", (self.layer_path, 0), partial(image_layer.open_layer, self.layer_path, 0))
         image_layer.write_box(vol, offset, data[None])  # type: ignore[arg-type]
 
     def _check_ids(self, block: npt.NDArray[Any]) -> None:
@@ -401,7 +298,7 @@ class SegmentationWriter:
         """
         if not isinstance(provenance, dict):
             raise InvalidOption(f"provenance must be a dict, got {type(provenance).__name__}")
-        names = _class_names(class_names)
+        names = segment_properties.check_class_names(class_names)
         json.dumps(provenance, allow_nan=False)  # fail before hours of work, not at the catalog write
         staging = self.staging
         lock = FileLock(str(staging / "finalize.lock"))
@@ -422,7 +319,7 @@ class SegmentationWriter:
                 shutil.rmtree(mesh_dir, ignore_errors=True)
                 vol.info.pop("mesh", None)
             vol.commit_info()
-            _label_properties(self._zarr_path, names, ids)
+            labels.label_properties(self._zarr_path, names, ids)
             layer = {
                 "type": "segmentation",
                 "path": f"precomputed/{self.dataset_id}/{self.name}",
@@ -456,11 +353,11 @@ class SegmentationWriter:
         for p in passes:
             tag = "m" if p.index == 0 and with_meshes else ""
             jobs = [
-                _Job(box, p.read_mip, p.write_mips, self._plan.mips, self.layer_path, self._zarr_path, str(tasks / f"p{p.index}{tag}-{i}.npz"), mesh_dir if tag else None)
+                SegJob(box, p.read_mip, p.write_mips, self._plan.mips, self.layer_path, self._zarr_path, str(tasks / f"p{p.index}{tag}-{i}.npz"), mesh_dir if tag else None)
                 for i, box in enumerate(p.boxes)
             ]
             log.info("%s pass %d/%d: read mip %d, write mips %s, %d tasks of %s voxels", self.name, p.index + 1, len(passes), p.read_mip, list(p.write_mips), len(jobs), "x".join(map(str, p.box_size)))
-            run_tasks(_run_job, jobs, scheduler=scheduler, workers=workers, progress=progress, desc=f"{self.name} pass {p.index + 1}/{len(passes)}")
+            run_tasks(run_job, jobs, scheduler=scheduler, workers=workers, progress=progress, desc=f"{self.name} pass {p.index + 1}/{len(passes)}")
             if p.index == 0:
                 for job in jobs:
                     with np.load(job.marker) as data:
@@ -493,10 +390,10 @@ class SegmentationWriter:
                     moved.append((path, parked))
             final_layer.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self.layer_path, final_layer)
-            listed = _ensure_labels_group(labels_group)
+            listed = labels.ensure_labels_group(labels_group)
             os.replace(self._zarr_path, final_labels)
             try:
-                _set_labels(labels_group, listed + [self.name] if self.name not in listed else listed)
+                labels.set_labels(labels_group, listed + [self.name] if self.name not in listed else listed)
 
                 def change(old: dict[str, Any] | None) -> dict[str, Any]:
                     if old is None:
@@ -510,7 +407,7 @@ class SegmentationWriter:
             except BaseException:
                 os.replace(final_layer, self.layer_path)
                 os.replace(final_labels, self._zarr_path)
-                _set_labels(labels_group, listed)
+                labels.set_labels(labels_group, listed)
                 for path, parked in moved:
                     os.replace(parked, path)
                 raise
@@ -518,59 +415,6 @@ class SegmentationWriter:
         shutil.rmtree(self.staging, ignore_errors=True)
         return layer
 
-
-
-# ---------------------------------------------------------------------------
-# OME-Zarr labels (NGFF 0.5): metadata written with ome-zarr's helpers
-
-
-def _ome(group: Any, metadata: dict[str, Any]) -> None:
-    from ome_zarr.format import FormatV05
-    from ome_zarr.writer import add_metadata
-
-    add_metadata(group, metadata, fmt=FormatV05())
-
-
-def _create_labels(path: str, *, name: str, mips: list[Mip], dtype: np.dtype[Any], chunk_size: Xyz) -> None:
-    """The label image: the image's levels and chunking, plus ``image-label`` metadata."""
-    group = omezarr.create_image(path, name=name, mips=mips, channels=1, dtype=dtype, chunk_size=chunk_size)
-    _ome(group, {"image-label": {"version": "0.5", "source": {"image": "../../"}}})
-
-
-def _label_properties(path: str, names: dict[int, str], ids: npt.NDArray[Any]) -> None:
-    """Class names of the ids present, as ``image-label`` properties."""
-    import zarr
-
-    present = set(int(i) for i in ids)
-    props = [{"label-value": k, "class": v} for k, v in sorted(names.items()) if k in present]
-    if props:
-        _ome(zarr.open_group(path, mode="r+", zarr_format=3), {"image-label": {"properties": props}})
-
-
-def _ensure_labels_group(path: Path) -> list[str]:
-    """Create ``<image>.zarr/labels`` if needed; returns the label names it lists."""
-    import zarr
-
-    if not (path / "zarr.json").exists():
-        _ome(zarr.open_group(str(path), mode="w", zarr_format=3), {"version": "0.5", "labels": []})
-        return []
-    ome = dict(zarr.open_group(str(path), mode="r", zarr_format=3).attrs.get("ome", {}))  # type: ignore[arg-type]
-    return list(ome.get("labels", []))  # type: ignore[arg-type]
-
-
-def _set_labels(path: Path, names: list[str]) -> None:
-    import zarr
-
-    _ome(zarr.open_group(str(path), mode="r+", zarr_format=3), {"labels": names})
-
-
-def _class_names(class_names: Mapping[int, str] | None) -> dict[int, str]:
-    out: dict[int, str] = {}
-    for key, value in (class_names or {}).items():
-        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or key <= 0:
-            raise InvalidOption(f"class_names keys must be positive segment ids, got {key!r}")
-        out[int(key)] = str(value)
-    return out
 
 
 # ---------------------------------------------------------------------------
@@ -641,4 +485,4 @@ def _write_array(writer: SegmentationWriter, labels: npt.NDArray[Any], offset: X
         for x in range(lo[0], stop[0], grid[0])
     ]
     # the array lives in this process: threads share it without copies
-    run_tasks(partial(_write_region, writer, labels, start), boxes, scheduler="threads", workers=workers, progress=False, desc=f"{writer.name} mip 0")
+    run_tasks(partial(write_region, writer, labels, start), boxes, scheduler="threads", workers=workers, progress=False, desc=f"{writer.name} mip 0")

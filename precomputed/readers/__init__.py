@@ -14,7 +14,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
-from precomputed.errors import InvalidOption, InvalidSource, SourceNotFound, UnsupportedFormat
+from precomputed.errors import (
+    InvalidOption,
+    InvalidSource,
+    SourceNotFound,
+    UnsupportedFormat,
+)
 from precomputed.readers.axes import parse_axes
 from precomputed.readers.base import Sourced, SourceSpec, VolumeReader
 from precomputed.readers.hdf5 import Hdf5Reader

@@ -16,7 +16,12 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from precomputed.errors import InvalidOption, InvalidSource, PrecomputedError, SourceNotFound
+from precomputed.errors import (
+    InvalidOption,
+    InvalidSource,
+    PrecomputedError,
+    SourceNotFound,
+)
 from precomputed.readers.axes import from_names, resolve_layout
 from precomputed.readers.base import Sourced, SourceSpec, VolumeReader
 from precomputed.units import voxel_size_nm

@@ -26,9 +26,19 @@ import numpy as np
 import numpy.typing as npt
 import tifffile
 
-from precomputed.errors import InvalidOption, InvalidSource, PrecomputedError, SourceNotFound
+from precomputed.errors import (
+    InvalidOption,
+    InvalidSource,
+    PrecomputedError,
+    SourceNotFound,
+)
 from precomputed.readers.axes import from_tifffile, resolve_layout
-from precomputed.readers.base import Sourced, SourceSpec, VolumeReader, drop_mapped_pages
+from precomputed.readers.base import (
+    Sourced,
+    SourceSpec,
+    VolumeReader,
+    drop_mapped_pages,
+)
 from precomputed.units import voxel_size_nm
 
 __all__ = ["PageCache", "TIFF_ERRORS", "TiffReader", "axes_detail", "open_tiff", "tiff_voxel_size"]
