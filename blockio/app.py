@@ -17,7 +17,14 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from . import default_root
-from .errors import BlockioError, ChunkError, DatasetNotFound, DatasetUnavailable, InvalidRequest, LayerNotFound
+from .errors import (
+    BlockioError,
+    ChunkError,
+    DatasetNotFound,
+    DatasetUnavailable,
+    InvalidRequest,
+    LayerNotFound,
+)
 
 __all__ = ["create_app"]
 

@@ -26,7 +26,15 @@ import numpy as np
 import numpy.typing as npt
 
 from .boxes import VoxelBox, parse_xyz
-from .errors import BlockioError, ChunkError, DatasetNotFound, DatasetUnavailable, InvalidRequest, LayerNotFound, OutOfBounds
+from .errors import (
+    BlockioError,
+    ChunkError,
+    DatasetNotFound,
+    DatasetUnavailable,
+    InvalidRequest,
+    LayerNotFound,
+    OutOfBounds,
+)
 
 __all__ = ["RemoteStore", "connect"]
 

@@ -23,7 +23,13 @@ import numpy.typing as npt
 from .boxes import VoxelBox, check_bounds, chunk_grid, parse_xyz
 from .cache import DEFAULT_CACHE_BYTES, ChunkCache, ChunkKey, MemoryCache, TieredCache
 from .chunks import SOURCES, LayerReader
-from .errors import DatasetNotFound, DatasetUnavailable, InvalidRequest, LayerNotFound, OutOfBounds
+from .errors import (
+    DatasetNotFound,
+    DatasetUnavailable,
+    InvalidRequest,
+    LayerNotFound,
+    OutOfBounds,
+)
 from .normalize import normalize as apply_normalization
 
 __all__ = ["Store", "open_store"]

@@ -35,9 +35,9 @@ import torch
 from torch.utils.data import Dataset
 
 from .boxes import VoxelBox, parse_xyz
+from .client import RemoteStore, connect
 from .errors import InvalidRequest
 from .normalize import NORMALIZATIONS
-from .client import RemoteStore, connect
 from .store import Store
 
 __all__ = ["FOREGROUND_FRACTION", "FOREGROUND_TRIES", "BlockDataset"]
