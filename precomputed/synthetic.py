@@ -24,10 +24,8 @@ voxel sizes in nanometres.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,6 +33,10 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from precomputed.errors import InvalidOption
+from precomputed.organelles import organelle_darkness, z_span
+from precomputed.organelles import organelles as place_organelles
+from precomputed.stack_writer import write_tiff_stack
+from precomputed.units import parse_voxel_size
 
 __all__ = ["SyntheticVolume", "make_em_volume", "write_tiff_stack"]
 
@@ -58,9 +60,6 @@ _BLOTCH = 0.04  # relative std of the soft blotches
 _SHOT_NOISE = 0.4  # noise variance per grey level
 _READ_NOISE = 4.0  # noise std at zero signal
 
-_ORGANELLES_PER_CELL = 2.5
-_VESICLE_CLUSTER_FRACTION = 0.3
-_ORGANELLE_MARGIN = 1.3  # bounding box, in semi-axes: room for the soft rim
 
 
 @dataclass(frozen=True)
@@ -89,16 +88,7 @@ class SyntheticVolume:
         return (x, y, z)
 
 
-@dataclass(frozen=True)
-class _Organelle:
-    """A dark ellipsoid (mitochondrion) or ring (vesicle) inside one cell."""
 
-    center: NDArray[np.float64]  # (x, y, z) nm
-    inverse_axes: NDArray[np.float64]  # 3x3: |inverse_axes @ d| == 1 on the surface
-    half_extent: NDArray[np.float64]  # (x, y, z) nm of the bounding box
-    cell: int  # seed index the organelle belongs to
-    fill: float  # darkening inside, 0..1
-    rim: float  # extra darkening on the surface, 0..1
 
 
 def make_em_volume(
@@ -138,7 +128,7 @@ def make_em_volume(
         cells smaller than two voxels, or a negative seed.
     """
     nx, ny, nz = _check_shape(shape)
-    vsize = _check_voxel_size(voxel_size)
+    vsize = parse_voxel_size(voxel_size)
     cell = _check_positive("cell_size_nm", cell_size_nm)
     if cell < 2 * max(vsize):
         raise InvalidOption(
@@ -153,7 +143,7 @@ def make_em_volume(
     extent = np.array([nx, ny, nz], dtype=np.float64) * np.array(vsize)
     seeds = _jittered_grid(extent, cell, rng)
     levels = _cell_levels(len(seeds), rng)
-    organelles = _organelles(seeds, cell, rng)
+    organelles = place_organelles(seeds, cell, rng)
     gain, offset, tilt = _section_variation(nz, rng)
 
     tree = cKDTree(seeds, leafsize=8)
@@ -161,7 +151,7 @@ def make_em_volume(
     labels = np.empty((nz, ny, nx), dtype=np.uint32)
     blotch_y = _smooth_basis(ny, vsize[1], _BLOTCH_NM)
     blotch_x = _smooth_basis(nx, vsize[0], _BLOTCH_NM)
-    org_z = np.array([_z_span(org, vsize[2]) for org in organelles], dtype=int).reshape(-1, 2)
+    org_z = np.array([z_span(org, vsize[2]) for org in organelles], dtype=int).reshape(-1, 2)
     present = np.zeros(len(seeds), dtype=bool)
 
     slab = max(1, _SLAB_VOXELS // (ny * nx))
@@ -176,7 +166,7 @@ def make_em_volume(
 
         reached = np.flatnonzero((org_z[:, 0] < z1) & (org_z[:, 1] > z0))
         grey = levels[near]
-        grey *= 1.0 - _organelle_darkness([organelles[j] for j in reached], near, z0, vsize)
+        grey *= 1.0 - organelle_darkness([organelles[j] for j in reached], near, z0, vsize)
         del near
         for k, z in enumerate(range(z0, z1)):
             section = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, z)))
@@ -190,71 +180,6 @@ def make_em_volume(
     for z0 in range(0, nz, slab):
         labels[z0 : z0 + slab] = lut[labels[z0 : z0 + slab]]
     return SyntheticVolume(image=image, labels=labels, voxel_size=vsize)
-
-
-def write_tiff_stack(
-    folder: str | os.PathLike[str],
-    image: NDArray[np.uint8] | NDArray[np.uint16],
-    voxel_size: tuple[float, float, float],
-) -> list[Path]:
-    """Write a volume as one 2-D TIFF per z section, ``z0000.tif``, ``z0001.tif``, ...
-
-    The voxel size travels in each file's own metadata, as ImageJ writes it:
-    XResolution and YResolution in pixels per micrometre, and the ImageJ
-    description with ``unit=um`` and ``spacing`` (the z step in micrometres).
-
-    Parameters
-    ----------
-    folder
-        Folder to write into; created if missing.
-    image
-        ``uint8`` or ``uint16`` C-order ``[z, y, x]``.
-    voxel_size
-        Voxel size ``(x, y, z)`` in nanometres.
-
-    Returns
-    -------
-    list of Path
-        The files written, in z order.
-
-    Raises
-    ------
-    FileExistsError
-        If ``folder`` already holds ``.tif`` or ``.tiff`` files.
-    InvalidOption
-        (a ``ValueError``) for an image that is not 3-D ``uint8``/``uint16``
-        or a non-positive voxel size.
-    """
-    import tifffile  # the generator itself does not need it
-
-    array = np.asarray(image)
-    if array.ndim != 3:
-        raise InvalidOption(f"image must be 3-D [z, y, x], got shape {array.shape}")
-    if array.dtype not in (np.dtype(np.uint8), np.dtype(np.uint16)):
-        raise InvalidOption(f"image must be uint8 or uint16, got {array.dtype}")
-    x_um, y_um, z_um = (v / 1000.0 for v in _check_voxel_size(voxel_size))
-
-    root = Path(folder)
-    root.mkdir(parents=True, exist_ok=True)
-    existing = sorted(p.name for p in root.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
-    if existing:
-        raise FileExistsError(
-            f"{root} already holds {len(existing)} TIFF file(s) (e.g. {existing[0]}); "
-            "write the stack into an empty folder"
-        )
-    digits = max(4, len(str(array.shape[0] - 1)))
-    paths = []
-    for z, section in enumerate(array):
-        path = root / f"z{z:0{digits}d}.tif"
-        tifffile.imwrite(
-            path,
-            np.ascontiguousarray(section),
-            imagej=True,
-            resolution=(1.0 / x_um, 1.0 / y_um),
-            metadata={"spacing": z_um, "unit": "um"},
-        )
-        paths.append(path)
-    return paths
 
 
 def _separate(section: NDArray[np.uint32], previous: NDArray[np.uint32] | None) -> None:
@@ -280,18 +205,6 @@ def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise InvalidOption(f"shape {name} must be a positive integer, got {n!r}")
     return (int(shape[0]), int(shape[1]), int(shape[2]))
-
-
-def _check_voxel_size(voxel_size: Sequence[float]) -> tuple[float, float, float]:
-    """Return ``voxel_size`` as three positive finite floats ``(x, y, z)`` nm."""
-    if (
-        isinstance(voxel_size, (str, bytes))
-        or not isinstance(voxel_size, Sequence)
-        or len(voxel_size) != 3
-    ):
-        raise InvalidOption(f"voxel_size must be three sizes (x, y, z) in nm, got {voxel_size!r}")
-    x, y, z = (_check_positive(f"voxel_size {a}", v) for a, v in zip("xyz", voxel_size))
-    return (x, y, z)
 
 
 def _check_positive(name: str, value: float) -> float:
@@ -324,34 +237,6 @@ def _cell_levels(n: int, rng: np.random.Generator) -> NDArray[np.float32]:
     return levels.astype(np.float32)
 
 
-def _random_rotation(rng: np.random.Generator) -> NDArray[np.float64]:
-    """A uniformly random 3x3 rotation matrix."""
-    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
-    return q * np.sign(np.diag(r))
-
-
-def _organelles(
-    seeds: NDArray[np.float64], spacing: float, rng: np.random.Generator
-) -> list[_Organelle]:
-    """Mitochondria (dark ellipsoids) and vesicle clusters (small rings) per cell."""
-    found: list[_Organelle] = []
-    for cell, centre in enumerate(seeds):
-        for _ in range(rng.poisson(_ORGANELLES_PER_CELL)):
-            # Short and wide, elongated along a random direction, as mitochondria are.
-            width = rng.uniform(0.05, 0.09) * spacing
-            semi = np.array([rng.uniform(2.0, 4.0) * width, width, width * rng.uniform(0.8, 1.2)])
-            rotation = _random_rotation(rng)
-            where = centre + rng.uniform(-0.25, 0.25, 3) * spacing
-            half = np.linalg.norm(rotation * semi, axis=1)  # rows of R diag(semi)
-            found.append(_Organelle(where, (rotation / semi).T, half, cell, 0.4, 0.25))
-        if rng.random() < _VESICLE_CLUSTER_FRACTION:
-            cluster = centre + rng.uniform(-0.25, 0.25, 3) * spacing
-            for _ in range(rng.integers(15, 40)):
-                radius = rng.uniform(18.0, 25.0)
-                where = cluster + rng.normal(0.0, 0.06 * spacing, 3)
-                half = np.full(3, radius)
-                found.append(_Organelle(where, np.eye(3) / radius, half, cell, 0.0, 0.45))
-    return found
 
 
 def _section_variation(
@@ -503,53 +388,6 @@ def _membrane_width(
     return np.sqrt(_MEMBRANE_SIGMA_NM**2 + extent**2)
 
 
-def _z_span(organelle: _Organelle, voxel_z: float) -> tuple[int, int]:
-    """Sections ``[first, last + 1)`` an organelle may reach."""
-    reach = organelle.half_extent[2] * _ORGANELLE_MARGIN
-    first = math.floor((organelle.center[2] - reach) / voxel_z - 0.5)
-    return first, math.ceil((organelle.center[2] + reach) / voxel_z - 0.5) + 1
-
-
-def _organelle_darkness(
-    organelles: list[_Organelle],
-    near: NDArray[np.intp],
-    z0: int,
-    voxel_size: tuple[float, float, float],
-) -> NDArray[np.float32]:
-    """Darkening ``[z, y, x]`` in 0..1 of a slab starting at section ``z0``."""
-    dark = np.zeros(near.shape, dtype=np.float32)
-    size = np.asarray(voxel_size)
-    extent = np.array(near.shape[::-1])  # (x, y, z) of the slab
-    first = np.array([0, 0, z0])
-    for org in organelles:
-        reach = org.half_extent * _ORGANELLE_MARGIN
-        lo = np.maximum(np.floor((org.center - reach) / size - 0.5).astype(int) - first, 0)
-        hi = np.minimum(np.ceil((org.center + reach) / size - 0.5).astype(int) + 1 - first, extent)
-        if np.any(hi <= lo):
-            continue
-        # Offsets from the centre in nm along x, y, z, and the quadratic form
-        # |M d|**2 (1 on the surface) summed from its six terms on open grids.
-        dx, dy, dz = (
-            ((np.arange(lo[a], hi[a]) + first[a] + 0.5) * size[a] - org.center[a]).astype(
-                np.float32
-            )
-            for a in range(3)
-        )
-        q = org.inverse_axes.T @ org.inverse_axes
-        form = (q[2, 2] * dz * dz)[:, None, None] + (q[1, 1] * dy * dy)[None, :, None]
-        form = form + (q[0, 0] * dx * dx)[None, None, :]
-        form += (2 * q[0, 1] * dy)[None, :, None] * dx[None, None, :]
-        form += (2 * q[0, 2] * dz)[:, None, None] * dx[None, None, :]
-        form += (2 * q[1, 2] * dz)[:, None, None] * dy[None, :, None]
-        radius = np.sqrt(form, out=form)
-        radius -= np.float32(1.0)
-        shade = org.fill / (1.0 + np.exp(radius / np.float32(0.08)))
-        shade += org.rim * np.exp(-((radius / np.float32(0.2)) ** 2))
-        box = (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
-        np.minimum(shade, np.float32(0.8), out=shade)
-        shade *= near[box] == org.cell
-        np.maximum(dark[box], shade, out=dark[box])
-    return dark
 
 
 def _smooth_basis(n: int, voxel_nm: float, scale_nm: float) -> NDArray[np.float32]:

@@ -131,9 +131,9 @@ def test_fast_path_matches_plain_queries() -> None:
         ({"shape": (8, 8, 2.5)}, "shape z"),
         ({"shape": (8, 8)}, "three sizes"),
         ({"shape": "888"}, "three sizes"),
-        ({"voxel_size": (8.0, 0.0, 40.0)}, "voxel_size y"),
-        ({"voxel_size": (8.0, 8.0, float("nan"))}, "voxel_size z"),
-        ({"voxel_size": (8.0, 8.0)}, "three sizes"),
+        ({"voxel_size": (8.0, 0.0, 40.0)}, "not three positive numbers"),
+        ({"voxel_size": (8.0, 8.0, float("nan"))}, "not three positive numbers"),
+        ({"voxel_size": (8.0, 8.0)}, "not three positive numbers"),
         ({"cell_size_nm": -5.0}, "cell_size_nm"),
         ({"cell_size_nm": 50.0}, "two voxels"),
         ({"seed": -1}, "seed"),
@@ -189,7 +189,7 @@ def test_tiff_stack_writes_into_a_folder_without_tiffs(tmp_path: Path) -> None:
     [
         (np.zeros((4, 4), np.uint8), VOXEL, "3-D"),
         (np.zeros((2, 4, 4), np.float32), VOXEL, "uint8 or uint16"),
-        (np.zeros((2, 4, 4), np.uint8), (8.0, -8.0, 40.0), "voxel_size y"),
+        (np.zeros((2, 4, 4), np.uint8), (8.0, -8.0, 40.0), "not three positive numbers"),
     ],
 )
 def test_tiff_stack_invalid_arguments(
