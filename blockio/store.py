@@ -137,9 +137,12 @@ class Store:
 
     def reader(self, dataset: str, layer: str = "image", source: str = "precomputed") -> LayerReader:
         """The (cached) :class:`LayerReader` of a layer in one of its stores."""
+        record, meta = self._layer(dataset, layer)
+        return self._reader(dataset, layer, source, record, meta)
+
+    def _reader(self, dataset: str, layer: str, source: str, record: dict[str, Any], meta: dict[str, Any]) -> LayerReader:
         if source not in SOURCES:
             raise InvalidRequest(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
-        record, meta = self._layer(dataset, layer)
         version = str(meta.get("version", record["updated"]))
         if os.getpid() != self._pid:
             # handles opened before a fork are not used after it
@@ -217,7 +220,7 @@ class Store:
         if normalize and meta["type"] != "image":
             raise InvalidRequest(f"layer {layer!r} is a {meta['type']} layer: normalisation applies to images only")
         out_dtype = _dtype(dtype)
-        reader = self.reader(dataset, layer, source)
+        reader = self._reader(dataset, layer, source, record, meta)  # the record just looked up, not again
         bounds = reader.bounds(mip)
         box = VoxelBox.from_offset_size(offset, size)
         check_bounds(box, bounds, boundary, mip)
