@@ -72,7 +72,7 @@ def main() -> None:
     from bench_blocks import ensure_dataset
 
     from blockio.store import Store
-    from blockio.torch import BlockDataset
+    from blockio.data.dataset import BlockDataset
 
     root = args.root or Path(tempfile.mkdtemp(prefix="blockio-bench-")) / "root"
     ensure_dataset(root, 512)

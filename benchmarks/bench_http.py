@@ -58,7 +58,7 @@ def wait_up(url: str, timeout: float = 30) -> None:
 
 def serve(root: Path, port: int, cache_bytes: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, BLOCKIO_ROOT=str(root), BLOCKIO_CACHE_BYTES=str(cache_bytes))
-    cmd = [sys.executable, "-m", "gunicorn", "-k", "gthread", "--threads", "8", "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning", "blockio.app:create_app()"]
+    cmd = [sys.executable, "-m", "gunicorn", "-k", "gthread", "--threads", "8", "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning", "blockio.serving.app:create_app()"]
     proc = subprocess.Popen(cmd, env=env)
     wait_up(f"http://127.0.0.1:{port}/healthz")
     return proc

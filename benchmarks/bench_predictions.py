@@ -36,9 +36,9 @@ def main() -> None:
     from cloudvolume import CloudVolume
 
     import precomputed.segmentation as seg
-    from blockio.inference import run_inference
-    from blockio.inference_tasks import _Run
-    from blockio.models import threshold_model
+    from blockio.inference.run import run_inference
+    from blockio.inference.tasks import _Run
+    from blockio.inference.models import threshold_model
     from blockio.store import Store
     from precomputed.ingest import IngestOptions, ingest
     from precomputed.synthetic import make_em_volume

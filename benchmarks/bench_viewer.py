@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import viewer  # noqa: E402
-from blockio.app import create_app  # noqa: E402
+from blockio.serving.app import create_app  # noqa: E402
 from precomputed.catalog import Catalog  # noqa: E402
 from precomputed.ingest import IngestOptions, ingest  # noqa: E402
 from precomputed.synthetic import make_em_volume  # noqa: E402

@@ -51,7 +51,7 @@ _LAZY = {
     "Store": "store",
     "VoxelBox": "boxes",
     "connect": "client",
-    "create_app": "app",
+    "create_app": "serving",
     "open_store": "store",
 }
 

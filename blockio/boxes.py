@@ -9,7 +9,7 @@ import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from .errors import InvalidRequest, OutOfBounds
+from blockio.errors import InvalidRequest, OutOfBounds
 
 __all__ = ["BOUNDARIES", "VoxelBox", "chunk_grid", "parse_xyz"]
 

@@ -25,8 +25,8 @@ from urllib.parse import quote, urlencode, urlsplit
 import numpy as np
 import numpy.typing as npt
 
-from .boxes import VoxelBox, parse_xyz
-from .errors import (
+from blockio.boxes import VoxelBox, parse_xyz
+from blockio.errors import (
     BlockioError,
     ChunkError,
     DatasetNotFound,
@@ -245,7 +245,7 @@ class RemoteStore:
 
     def iter_blocks(self, dataset: str, block: Any, overlap: Any = (0, 0, 0), *, mip: int = 0, layer: str = "image") -> Iterator[VoxelBox]:
         """The same grid as :meth:`blockio.store.Store.iter_blocks`, from the record's shape."""
-        from .store import grid_boxes
+        from blockio.store import grid_boxes
 
         return grid_boxes(self.bounds(dataset, mip), parse_xyz(block, "block", positive=True), parse_xyz(overlap, "overlap"))
 

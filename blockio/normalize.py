@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .errors import DatasetUnavailable, InvalidRequest
+from blockio.errors import DatasetUnavailable, InvalidRequest
 
 __all__ = ["NORMALIZATIONS", "normalize"]
 

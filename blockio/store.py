@@ -5,8 +5,8 @@
 >>> block.shape            # C-order [z, y, x]
 (64, 128, 128)
 
-Reads go through CloudVolume (see :mod:`blockio.chunks`) and a cache of
-decoded chunks (see :mod:`blockio.cache`).
+Reads go through CloudVolume (see :mod:`blockio.layers.reader`) and a cache of
+decoded chunks (see :mod:`blockio.cache.memory`).
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .boxes import VoxelBox, check_bounds, chunk_grid, parse_xyz
-from .cache import DEFAULT_CACHE_BYTES, ChunkCache, ChunkKey, MemoryCache, TieredCache
-from .chunks import SOURCES, LayerReader
-from .errors import (
+from blockio.boxes import VoxelBox, check_bounds, chunk_grid, parse_xyz
+from blockio.cache.memory import DEFAULT_CACHE_BYTES, ChunkCache, ChunkKey, MemoryCache, TieredCache
+from blockio.layers.reader import SOURCES, LayerReader
+from blockio.errors import (
     DatasetNotFound,
     DatasetUnavailable,
     InvalidRequest,
     LayerNotFound,
     OutOfBounds,
 )
-from .normalize import normalize as apply_normalization
+from blockio.normalize import normalize as apply_normalization
 
 __all__ = ["Store", "open_store"]
 
@@ -53,7 +53,7 @@ def open_store(root: str | os.PathLike[str] | None = None, *, cache_bytes: int |
     max_block_voxels
         Largest block a read may ask for (default 512^3, or ``$BLOCKIO_MAX_BLOCK_VOXELS``).
     """
-    from . import default_root
+    from blockio import default_root
 
     return Store(root or default_root(), cache_bytes=cache_bytes, redis_url=redis_url, max_block_voxels=max_block_voxels)
 
@@ -72,7 +72,7 @@ class Store:
         tiers: list[ChunkCache] = [self.memory_cache]
         redis_url = redis_url if redis_url is not None else os.environ.get("BLOCKIO_REDIS_URL")
         if redis_url:
-            from .redis_cache import RedisCache
+            from blockio.cache.redis_cache import RedisCache
 
             tiers.append(RedisCache(redis_url))
         self.cache = TieredCache(tiers)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from blockio.torch import BlockDataset
+from blockio.data.dataset import BlockDataset
 
 PATCH = (64, 64, 16)  # (x, y, z) voxels
 

@@ -1,7 +1,7 @@
 """blockio's review page: the dataset table and linked Neuroglancer views.
 
 ``viewer.init_app(app)`` registers the ``viewer`` blueprint on an app made by
-:func:`blockio.app.create_app` and attaches the Neuroglancer viewer pool
+:func:`blockio.serving.app.create_app` and attaches the Neuroglancer viewer pool
 (``app.extensions["viewer.pool"]``) and the review log
 (``app.extensions["viewer.reviews"]``, ``ROOT/reviews.json``).
 
@@ -36,7 +36,7 @@ __all__ = [
 
 
 def init_app(app: Flask) -> None:
-    """Register the review page on ``app`` (made by ``blockio.app.create_app``)."""
+    """Register the review page on ``app`` (made by ``blockio.serving.app.create_app``)."""
     from .pages import bp
 
     if bp.name in app.blueprints:  # create_app registers it already

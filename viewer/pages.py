@@ -30,7 +30,7 @@ from flask import (
 )
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from blockio.api import get_store
+from blockio.serving.api import get_store
 from blockio.errors import BlockioError, InvalidRequest, LayerNotFound
 from precomputed.validate import missing_fields
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flask import Flask
 
-from blockio.app import create_app
+from blockio.serving.app import create_app
 from precomputed.ingest import IngestOptions, ingest
 
 SERVED_SHAPE_ZYX = (24, 80, 100)

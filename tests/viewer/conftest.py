@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 
 import viewer
-from blockio.app import create_app
+from blockio.serving.app import create_app
 from precomputed.ingest import IngestOptions, ingest
 from precomputed.segmentation import write_segmentation
 from precomputed.synthetic import make_em_volume

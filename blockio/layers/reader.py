@@ -1,0 +1,211 @@
+"""One layer opened through CloudVolume, read chunk by chunk.
+
+CloudVolume supplies the layer's geometry (bounds, chunk size, dtype per mip),
+its chunk names and its codecs (``cloudvolume.chunks.decode`` for
+precomputed, the zarr3 datasource's ``decode_chunk`` for OME-Zarr); CloudFiles,
+CloudVolume's storage layer, fetches the files. Reading chunk by chunk is what
+lets the cache in front hold decoded chunks shared by overlapping blocks, and
+lets every error name its chunk.
+
+Why not ``CloudVolume.download`` for every read: it costs ~9 ms of overhead
+per call on a 2 MiB block here, and on zarr layers its CloudFiles thread
+queue polls every 100 ms, so a cold zarr block took ~150 ms. Fetching the
+missing chunks of a block with single-path ``CloudFiles.get`` calls (one
+thread locally, a small pool for gs:// and s3://) has no poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from blockio.boxes import VoxelBox
+from blockio.errors import ChunkError, InvalidRequest, MissingChunk
+
+__all__ = ["LayerReader", "SOURCES"]
+
+log = logging.getLogger(__name__)
+SOURCES = ("precomputed", "zarr")
+Xyz = tuple[int, int, int]
+
+
+class LayerReader:
+    """Geometry and per-chunk reads of one layer in one store.
+
+    Parameters
+    ----------
+    url
+        ``file:///...``, ``gs://...`` or ``s3://...`` of the precomputed layer
+        or the OME-Zarr group.
+    source
+        ``"precomputed"`` or ``"zarr"``.
+    fill_missing
+        Whether a never-written chunk reads as the fill value (else
+        :class:`MissingChunk`).
+    """
+
+    def __init__(self, url: str, source: str, *, fill_missing: bool = False) -> None:
+        from cloudvolume import CloudVolume
+
+        if source not in SOURCES:
+            raise InvalidRequest(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+        self.url = url
+        self.source = source
+        self.fill_missing = fill_missing
+        cloudpath = url if source == "precomputed" else f"zarr://{url}"
+        try:
+            self._vol = CloudVolume(cloudpath, mip=0, fill_missing=fill_missing, progress=False, cache=False, bounded=True)
+        except Exception as exc:  # CloudVolume raises many types for a missing or bad info
+            raise ChunkError(f"cannot open {source} layer {url}: {exc}") from exc
+        meta = self._vol.meta
+        self.num_mips = len(meta.available_mips) if hasattr(meta, "available_mips") else len(meta.scales)
+        self.channels = int(meta.num_channels)
+        self.dtype = np.dtype(meta.dtype)
+        self._bounds = [self._mip_bounds(m) for m in range(self.num_mips)]
+        self._chunk = [tuple(int(v) for v in meta.chunk_size(m)[:3]) for m in range(self.num_mips)]
+        self._remote = not url.startswith("file://")
+        self._local_base = url[len("file://") :] if not self._remote else None
+        # file reads release the GIL, so even local chunks come faster a few at a time
+        # (one thread per core locally: 2 threads read a cold block in 3.0 ms here, 4 in 3.7, 8 in 4.2)
+        self._pool = ThreadPoolExecutor(8 if self._remote else min(8, os.cpu_count() or 2), thread_name_prefix="blockio-fetch")
+
+    def _mip_bounds(self, mip: int) -> VoxelBox:
+        b = self._vol.meta.bounds(mip)
+        return VoxelBox(tuple(int(v) for v in b.minpt[:3]), tuple(int(v) for v in b.maxpt[:3]))  # type: ignore[arg-type]
+
+    def bounds(self, mip: int) -> VoxelBox:
+        """(x, y, z) bounds of a mip."""
+        self._check_mip(mip)
+        return self._bounds[mip]
+
+    def chunk_size(self, mip: int) -> Xyz:
+        """(x, y, z) chunk size of a mip."""
+        self._check_mip(mip)
+        return self._chunk[mip]  # type: ignore[return-value]
+
+    def _check_mip(self, mip: int) -> None:
+        if not isinstance(mip, (int, np.integer)) or isinstance(mip, bool) or not 0 <= mip < self.num_mips:
+            raise InvalidRequest(f"mip must be an integer in 0..{self.num_mips - 1}, got {mip!r}")
+
+    # -- names -------------------------------------------------------------
+    def chunk_name(self, mip: int, index: Xyz, chunk_box: VoxelBox) -> str:
+        """The chunk's file name inside the layer, as CloudVolume names it."""
+        meta = self._vol.meta
+        if self.source == "precomputed":
+            (x0, y0, z0), (x1, y1, z1) = chunk_box.start, chunk_box.stop
+            return meta.join(meta.key(mip), f"{x0}-{x1}_{y0}-{y1}_{z0}-{z1}")
+        values = []
+        for axis in meta.axes():
+            name = axis["name"]
+            values.append(str({"x": index[0], "y": index[1], "z": index[2]}.get(name, 0)))
+        return str(meta.chunk_name(mip, *values))
+
+    # -- reads -------------------------------------------------------------
+    def fetch(self, mip: int, chunks: Sequence[tuple[Xyz, VoxelBox]]) -> dict[Xyz, npt.NDArray[Any] | None]:
+        """Decode the given chunks: ``{index: [c, z, y, x] array or None}``.
+
+        ``None`` is a never-written chunk in a layer that allows the fill
+        value. A missing chunk otherwise raises :class:`MissingChunk`; a
+        truncated or corrupt one :class:`ChunkError`; both name the chunk.
+        """
+        names = [self.chunk_name(mip, index, box) for index, box in chunks]
+        if len(names) > 2:
+            jobs = [(mip, name, box) for name, (_, box) in zip(names, chunks)]
+            decoded = list(self._pool.map(lambda job: self._decode(job[0], job[1], job[2], self._get(job[1])), jobs))
+        else:
+            decoded = [self._decode(mip, name, box, self._get(name)) for name, (_, box) in zip(names, chunks)]
+        return {index: chunk for (index, _), chunk in zip(chunks, decoded)}
+
+    def _get(self, name: str) -> bytes | bytearray | None:
+        if self._local_base is not None:
+            return self._get_local(name)
+        cf = _cloudfiles(self._vol.meta.cloudpath)
+        try:
+            content = cf.get(name)
+        except Exception as exc:  # I/O errors come in several types per backend
+            raise ChunkError(f"chunk {self._where(name)} cannot be read: {exc}") from exc
+        return content  # type: ignore[no-any-return]
+
+    def _get_local(self, name: str) -> bytes | bytearray | None:
+        # a plain open() per chunk: CloudFiles' per-call bookkeeping (uuid1, path objects, a
+        # connection wrapper) cost ~0.1 ms a chunk, more than reading a 256 KiB chunk itself
+        from cloudfiles import compression
+
+        base = self._local_base
+        assert base is not None  # noqa: S101 - only called for file:// layers
+        try:
+            for suffix, encoding in _SUFFIXES:
+                try:
+                    with open(os.path.join(base, name + suffix), "rb") as fh:
+                        data = fh.read()
+                except FileNotFoundError:
+                    continue
+                return data if encoding is None else bytes(compression.decompress(bytes(data), encoding, name))
+        except OSError as exc:
+            raise ChunkError(f"chunk {self._where(name)} cannot be read: {exc.strerror or exc}") from exc
+        except Exception as exc:  # a corrupt .gz / .br / .zst raises codec-specific errors
+            raise ChunkError(f"chunk {self._where(name)} is corrupt: {exc}") from exc
+        return None
+
+    def _where(self, name: str) -> str:
+        return f"{name} of {self.url}"
+
+    def _decode(self, mip: int, name: str, box: VoxelBox, content: bytes | bytearray | None) -> npt.NDArray[Any] | None:
+        if content is None:
+            if self.fill_missing:
+                return None
+            raise MissingChunk(f"chunk {self._where(name)} was never written and this layer does not allow fill values")
+        from cloudvolume import chunks as cv_chunks
+
+        size = box.size
+        try:
+            if self.source == "precomputed":
+                meta = self._vol.meta
+                arr = cv_chunks.decode(
+                    content,
+                    encoding=meta.encoding(mip),
+                    shape=(*size, self.channels),
+                    dtype=self.dtype,
+                    block_size=meta.compressed_segmentation_block_size(mip),
+                    background_color=0,
+                )
+            else:
+                full = self.chunk_size(mip)
+                shape = (*full, self.channels) if self.channels > 1 else full
+                arr = self._vol.image.decode_chunk(content, mip, name, tuple(reversed(shape)))
+        except Exception as exc:  # codecs raise ValueError, DecodingError, zlib/blosc errors ...
+            raise ChunkError(f"chunk {self._where(name)} is corrupt ({len(content)} bytes): {exc}") from exc
+        arr = np.asarray(arr)
+        if arr.ndim == 3:
+            arr = arr[..., np.newaxis]
+        out = arr.T  # (x, y, z, c) Fortran -> [c, z, y, x] C-order, no copy
+        if out.shape[1:] != tuple(reversed(size)):
+            out = out[:, : size[2], : size[1], : size[0]]  # zarr edge chunks are stored whole
+        return out
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+
+
+# what CloudFiles' file backend looks for, in its order: the plain file, then compressed twins
+_SUFFIXES = (("", None), (".gz", "gzip"), (".br", "br"), (".zstd", "zstd"), (".bz2", "bz2"), (".xz", "xz"))
+
+_CF_CACHE: dict[str, Any] = {}
+# connection pools (gs://, s3://) must not be shared with a forked child
+os.register_at_fork(after_in_child=_CF_CACHE.clear)
+
+
+def _cloudfiles(cloudpath: str) -> Any:
+    # one CloudFiles per layer path; get() of a single path runs in the calling thread (no queue)
+    from cloudfiles import CloudFiles
+
+    cf = _CF_CACHE.get(cloudpath)
+    if cf is None:
+        cf = _CF_CACHE[cloudpath] = CloudFiles(cloudpath, progress=False, num_threads=0)
+    return cf
