@@ -13,7 +13,10 @@ The tree::
      ├── DatasetNotFound (KeyError)
      ├── RootNotWritable (PermissionError)
      ├── CatalogError (ValueError)         catalog.json is malformed or a record is invalid
-     └── StoreError (OSError)              writing a store failed (disk full, I/O error)
+     ├── StoreError (OSError)              writing a store failed (disk full, I/O error)
+     └── CorruptChunk (OSError)            a chunk's bytes fail a check: length, structure, checksum
+          ├── ChecksumMismatch             the bytes differ from what the writer recorded
+          └── UnlistedChunk                a checksummed layer has no entry for the chunk
 
 Every message is one line a user can act on; the CLI prints it without a traceback.
 """
@@ -22,6 +25,8 @@ from __future__ import annotations
 
 __all__ = [
     "CatalogError",
+    "ChecksumMismatch",
+    "CorruptChunk",
     "DatasetExists",
     "DatasetNotFound",
     "InvalidAxes",
@@ -32,6 +37,7 @@ __all__ = [
     "RootNotWritable",
     "SourceNotFound",
     "StoreError",
+    "UnlistedChunk",
     "UnsupportedFormat",
 ]
 
@@ -85,3 +91,29 @@ class CatalogError(PrecomputedError, ValueError):
 
 class StoreError(PrecomputedError, OSError):
     """Writing a store failed: disk full, I/O error, unreadable chunk."""
+
+
+class CorruptChunk(PrecomputedError, OSError):
+    """A chunk's bytes fail a check before or after decoding; never read as zeros.
+
+    ``chunk`` is the chunk's name inside its layer (``<scale key>/<x0>-<x1>_<y0>-<y1>_<z0>-<z1>``).
+    """
+
+    def __init__(self, chunk: str, reason: str) -> None:
+        super().__init__(f"chunk {chunk} is corrupt: {reason}")
+        self.chunk = chunk
+        self.reason = reason
+
+    def __str__(self) -> str:  # OSError formats a 2-tuple of args as "[Errno chunk] reason"
+        return f"chunk {self.chunk} is corrupt: {self.reason}"
+
+    def __reduce__(self) -> tuple[object, ...]:  # pickles across Dask workers with both fields
+        return (type(self), (self.chunk, self.reason))
+
+
+class ChecksumMismatch(CorruptChunk):
+    """The chunk's bytes differ from the checksum its writer recorded (a bit flip, garbage)."""
+
+
+class UnlistedChunk(CorruptChunk):
+    """The layer has a checksum manifest without an entry for this chunk: written outside our writers."""
