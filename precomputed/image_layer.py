@@ -5,7 +5,10 @@ zero offset and shape as the OME-Zarr level of the same number. Chunks are
 ``raw`` encoded and, by default, stored uncompressed: that is the fastest
 thing to write and to serve (the OME-Zarr copy is the compressed one).
 ``compress="gzip"`` stores ``*.gz`` chunks instead, which Neuroglancer reads
-when the file server sends ``Content-Encoding: gzip``.
+when the file server sends ``Content-Encoding: gzip``. CloudVolume writes
+``info``; the chunks are written by :mod:`precomputed.chunk_writer`, each
+atomically and with its checksum for the layer's manifest
+(:mod:`precomputed.checksums`).
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ import numpy as np
 import numpy.typing as npt
 from cloudvolume import CloudVolume
 
+from .chunk_writer import COMPRESSIONS, ScaleWriter
 from .errors import InvalidOption
 from .pyramid import Mip
 
 __all__ = ["COMPRESSIONS", "create_image_layer", "open_layer", "write_box"]
 
-COMPRESSIONS = ("none", "gzip")
 Xyz = tuple[int, int, int]
 
 
@@ -77,37 +80,14 @@ def _cumulative(mips: list[Mip], level: int) -> list[int]:
     return [int(v) for v in total]
 
 
-def open_layer(path: str, mip: int, *, compress: str = "none") -> CloudVolume:
-    """Open one mip of the layer for chunk-aligned writes."""
-    if compress not in COMPRESSIONS:
-        raise InvalidOption(f"unknown compression {compress!r}; choose one of {', '.join(COMPRESSIONS)}")
-    return CloudVolume(
-        _url(path),
-        mip=mip,
-        compress=False if compress == "none" else "gzip",
-        progress=False,
-        non_aligned_writes=False,
-        fill_missing=False,
-        delete_black_uploads=False,
-        parallel=1,
-        cache=False,
-    )
+def open_layer(path: str, mip: int, *, compress: str = "none") -> ScaleWriter:
+    """Open one mip of the layer for chunk-aligned, atomic, checksummed writes."""
+    return ScaleWriter.open(path, mip, compress=compress)
 
 
-def write_box(vol: CloudVolume, start: Xyz, block: npt.NDArray[Any]) -> None:
+def write_box(vol: ScaleWriter, start: Xyz, block: npt.NDArray[Any]) -> dict[str, str]:
     """Write a C-order ``[c, z, y, x]`` block at ``start`` (x, y, z), chunk-aligned.
 
-    The transpose is CloudVolume's Fortran ``(x, y, z, c)`` view, no copy.
+    Returns ``{chunk grid name: digest}`` for the checksum manifest of scale ``vol.key``.
     """
-    x0, y0, z0 = start
-    _, z, y, x = block.shape
-    cx = int(vol.chunk_size[0])
-    if block.shape[0] == 1 and x > cx:
-        # CloudVolume pre-encodes a contiguous single-channel block with fastremap.tobytes, which
-        # ran at ~310 MB/s here against ~1.4 GB/s for its per-chunk path; each half of a block
-        # cut at a chunk boundary along x is not contiguous, so it takes the per-chunk path
-        cut = -(-(x // 2) // cx) * cx
-        vol[x0 : x0 + cut, y0 : y0 + y, z0 : z0 + z] = block[..., :cut].T
-        vol[x0 + cut : x0 + x, y0 : y0 + y, z0 : z0 + z] = block[..., cut:].T
-        return
-    vol[x0 : x0 + x, y0 : y0 + y, z0 : z0 + z] = block.T
+    return vol.write_box(start, block)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
-from . import image_layer, omezarr, stats
+from . import checksum_writes, image_layer, omezarr, stats
 from .catalog import SCHEMA_VERSION, Catalog, now, record_errors
 from .errors import (
     DatasetExists,
@@ -36,11 +36,12 @@ from .errors import (
 )
 from .execution import run_tasks
 from .hashing import expand_files, manifest_sha256
-from .imputation import resolve_voxel_size
+from .imputation import VoxelSize, resolve_voxel_size
 from .ingest_tasks import BoxJob, HashJob, load_summaries, run_box, run_hash
 from .pyramid import plan_pyramid
 from .readers import make_spec, open_reader
 from .readers.base import Sourced, VolumeReader
+from .readers.cast import CastReader, cast_detail
 from .staging import reuse_or_reset
 from .tasks import plan_passes
 
@@ -62,6 +63,10 @@ class IngestOptions:
 
     ``voxel_size`` is (x, y, z) in ``unit``; ``chunk_size`` (x, y, z) voxels.
     ``scheduler`` is ``threads``, ``processes``, ``sync`` or ``tcp://HOST:PORT``.
+    ``series`` picks an image series of a multi-series TIFF, ``timepoint`` one
+    timepoint of a time series; ``cast`` converts the data to a stored dtype
+    (e.g. bool or float64 sources); ``drop_origin`` ingests an OME-Zarr image
+    whose level 0 is translated, ignoring (and recording) the translation.
     """
 
     voxel_size: tuple[float, float, float] | None = None
@@ -77,6 +82,10 @@ class IngestOptions:
     scheduler: str | None = None
     task_bytes: int = DEFAULT_TASK_BYTES
     progress: bool | None = None
+    series: int | None = None
+    timepoint: int | None = None
+    cast: str | None = None
+    drop_origin: bool = False
     command: str | None = field(default=None, compare=False)
 
 
@@ -112,7 +121,10 @@ def _chunk_size(options: IngestOptions) -> Sourced:
 def _check_dtype(reader: VolumeReader) -> None:
     name = np.dtype(reader.dtype).name
     if name not in SUPPORTED_DTYPES:
-        hint = " (convert to float32 first: Neuroglancer has no float64)" if name == "float64" else ""
+        hint = ""
+        if np.dtype(reader.dtype).kind == "f":
+            why = " (Neuroglancer has no float64)" if name == "float64" else ""
+            hint = f"; pass --cast float32 to convert it{why}"
         raise InvalidSource(f"{reader.paths[0]}: dtype {name} is not supported; use one of {', '.join(SUPPORTED_DTYPES)}{hint}")
 
 
@@ -174,7 +186,16 @@ def ingest(source: str | os.PathLike[str] | list[str], root: str | os.PathLike[s
     if options.task_bytes < 1 << 20:
         raise InvalidOption("task_bytes must be at least 1 MiB")
 
-    spec = make_spec(source if isinstance(source, (list, tuple)) else os.fspath(source), axes=options.axes, dataset_key=options.dataset_key, format=options.format)
+    spec = make_spec(
+        source if isinstance(source, (list, tuple)) else os.fspath(source),
+        axes=options.axes,
+        dataset_key=options.dataset_key,
+        format=options.format,
+        series=options.series,
+        timepoint=options.timepoint,
+        cast=options.cast,
+        drop_origin=options.drop_origin,
+    )
     with open_reader(spec) as reader:
         _check_dtype(reader)
         voxel_size = resolve_voxel_size(user=options.voxel_size, unit=options.unit, from_file=reader.voxel_size, profile=options.profile)
@@ -207,7 +228,7 @@ def ingest(source: str | os.PathLike[str] | list[str], root: str | os.PathLike[s
             lock.release()
 
 
-def _ingest_locked(reader: VolumeReader, spec: Any, catalog: Catalog, dataset_id: str, options: IngestOptions, staging: Path, plan: dict[str, Any], mips: list[Any], passes: list[Any], voxel_size: Sourced, chunk: Sourced) -> dict[str, Any]:
+def _ingest_locked(reader: VolumeReader, spec: Any, catalog: Catalog, dataset_id: str, options: IngestOptions, staging: Path, plan: dict[str, Any], mips: list[Any], passes: list[Any], voxel_size: VoxelSize, chunk: Sourced) -> dict[str, Any]:
     started = time.monotonic()
     fingerprint = _fingerprint(reader, plan)
     resuming = reuse_or_reset(staging, fingerprint, "ingest")
@@ -251,6 +272,7 @@ def _ingest_locked(reader: VolumeReader, spec: Any, catalog: Catalog, dataset_id
                     else:
                         part = load_summaries(job.marker)
                         summaries = part if summaries is None else [stats.merge(a, b) for a, b in zip(summaries, part)]
+        checksum_writes.merge_fragments(layer_path)  # one checksum manifest per scale, from the tasks' fragments
     except PrecomputedError:
         raise
     except OSError as exc:
@@ -280,10 +302,38 @@ def _ingest_locked(reader: VolumeReader, spec: Any, catalog: Catalog, dataset_id
     return record
 
 
-def _record(reader: VolumeReader, spec: Any, dataset_id: str, options: IngestOptions, mips: list[Any], voxel_size: Sourced, chunk: Sourced, record_stats: dict[str, Any], files: list[Path], digests: list[str]) -> dict[str, Any]:
+def _voxel_provenance(voxel_size: VoxelSize) -> dict[str, Any]:
+    """The record's ``provenance.voxel_size``: overall source and detail, and each axis's own."""
+    axes = {name: {"source": a.source, "detail": a.detail} for name, a in zip("xyz", voxel_size.axes)}
+    return {"source": voxel_size.source, "detail": voxel_size.detail, "axes": axes}
+
+
+def _source(reader: VolumeReader, spec: Any, files: list[Path], digests: list[str]) -> dict[str, Any]:
+    """The record's ``source``: where the data came from and which part of it was read."""
+    out: dict[str, Any] = {
+        "paths": [str(Path(p).absolute()) for p in reader.paths],
+        "format": reader.format,
+        "bytes": int(sum(f.stat().st_size for f in files)),
+        "sha256": manifest_sha256(files, digests),
+        "axes": reader.axes.value,
+        "dataset_key": spec.dataset_key,
+    }
+    if spec.series is not None:
+        out["series"] = spec.series
+    if spec.timepoint is not None:
+        out["timepoint"] = spec.timepoint
+    if isinstance(reader, CastReader):
+        out["dtype"] = np.dtype(reader.source_dtype).name
+    return out
+
+
+def _record(reader: VolumeReader, spec: Any, dataset_id: str, options: IngestOptions, mips: list[Any], voxel_size: VoxelSize, chunk: Sourced, record_stats: dict[str, Any], files: list[Path], digests: list[str]) -> dict[str, Any]:
     stamp = now()
     fmt = reader.format
-    return {
+    dtype_provenance = {"source": "array", "detail": f"dtype of the {fmt} array"}
+    if isinstance(reader, CastReader):
+        dtype_provenance = {"source": "user", "detail": cast_detail(reader.source_dtype, reader.target)}
+    record = {
         "id": dataset_id,
         "shape": list(reader.shape),
         "channels": reader.channels,
@@ -302,20 +352,13 @@ def _record(reader: VolumeReader, spec: Any, dataset_id: str, options: IngestOpt
             }
         },
         "stats": record_stats,
-        "source": {
-            "paths": [str(Path(p).absolute()) for p in reader.paths],
-            "format": fmt,
-            "bytes": int(sum(f.stat().st_size for f in files)),
-            "sha256": manifest_sha256(files, digests),
-            "axes": reader.axes.value,
-            "dataset_key": spec.dataset_key,
-        },
+        "source": _source(reader, spec, files, digests),
         "provenance": {
             "shape": {"source": "array", "detail": f"shape of the {fmt} array"},
             "channels": {"source": "array" if reader.channels == 1 else reader.axes.source, "detail": f"axes {reader.axes.value!r}"},
-            "dtype": {"source": "array", "detail": f"dtype of the {fmt} array"},
+            "dtype": dtype_provenance,
             "axes": {"source": reader.axes.source, "detail": reader.axes.detail},
-            "voxel_size": {"source": voxel_size.source, "detail": voxel_size.detail},
+            "voxel_size": _voxel_provenance(voxel_size),
             "chunk_size": {"source": chunk.source, "detail": chunk.detail},
             "mips": {"source": "default", "detail": "anisotropy-aware plan: 2x2x1 until near-isotropic, then 2x2x2, until one chunk"},
             "stats": {"source": "array", "detail": "streamed over every voxel at ingest"},
@@ -325,6 +368,9 @@ def _record(reader: VolumeReader, spec: Any, dataset_id: str, options: IngestOpt
         "updated": stamp,
         "schema_version": SCHEMA_VERSION,
     }
+    if reader.origin is not None:
+        record["provenance"]["origin"] = {"source": reader.origin.source, "detail": reader.origin.detail}
+    return record
 
 
 def _commit(catalog: Catalog, dataset_id: str, staging: Path, record: dict[str, Any], overwrite: bool) -> None:

@@ -1,9 +1,10 @@
 """The work of one ingest task: read a box, summarise it, write its mips.
 
 Module-level functions of picklable arguments, so the same task runs on
-Dask's threads, processes or a distributed cluster. A task writes a *done
-marker* (its statistics, as ``.npz``) atomically after both stores hold its
-chunks; a rerun skips tasks with a marker, which makes a killed ingest
+Dask's threads, processes or a distributed cluster. A task writes its
+chunks' checksums as a manifest fragment (see :mod:`precomputed.checksum_writes`),
+then a *done marker* (its statistics, as ``.npz``) atomically after both
+stores hold its chunks; a rerun skips tasks with a marker, which makes a killed ingest
 resumable and its result bit-identical to an uninterrupted one.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import image_layer, omezarr, stats
+from . import checksum_writes, image_layer, omezarr, stats
 from .hashing import file_sha256
 from .pyramid import Mip, downsample_average
 from .readers import open_reader
@@ -100,6 +101,7 @@ def run_box(job: BoxJob) -> None:
         block = omezarr.read_box(level, job.box.start, job.box.stop)
     summaries = [stats.block_summary(block[c]) for c in range(block.shape[0])] if job.summarise else []
     box = job.box
+    digests: dict[str, dict[str, str]] = {}
     for level_no in job.write_mips:
         mip = job.mips[level_no]
         if level_no != job.read_mip:
@@ -110,7 +112,9 @@ def run_box(job: BoxJob) -> None:
         zarr_array = thread_handle("zarr-w", (job.zarr_path, level_no), lambda n=level_no: omezarr.open_level(job.zarr_path, n))
         omezarr.write_box(zarr_array, box.start, block)
         vol = thread_handle("cv", (job.layer_path, level_no, job.compress), lambda n=level_no: image_layer.open_layer(job.layer_path, n, compress=job.compress))
-        image_layer.write_box(vol, box.start, block)
+        digests[vol.key] = image_layer.write_box(vol, box.start, block)
+    # the fragment before the marker: a task with a marker has its checksums recorded
+    checksum_writes.write_fragment(job.layer_path, os.path.basename(job.marker).removesuffix(".npz"), digests)
     arrays: dict[str, Any] = {"channels": np.array(len(summaries))}
     for i, s in enumerate(summaries):
         arrays.update(s.to_arrays(f"c{i}_"))

@@ -42,7 +42,7 @@ import numpy.typing as npt
 from cloudvolume import CloudVolume
 from filelock import FileLock, Timeout
 
-from . import image_layer, labels, segment_properties
+from . import checksum_writes, image_layer, labels, segment_properties
 from . import meshes as mesh_format
 from .catalog import Catalog
 from .errors import DatasetExists, DatasetNotFound, InvalidOption
@@ -251,7 +251,8 @@ class SegmentationWriter:
         self._check_ids(block)
         data = np.ascontiguousarray(block, dtype=self.dtype)
         vol = thread_handle("seg-write", (self.layer_path, 0), partial(image_layer.open_layer, self.layer_path, 0))
-        image_layer.write_box(vol, offset, data[None])  # type: ignore[arg-type]
+        # a fragment per call: a block written twice is settled from the file on disk at finalize
+        checksum_writes.write_fragment(self.layer_path, None, {vol.key: image_layer.write_box(vol, offset, data[None])})  # type: ignore[arg-type]
 
     def _check_ids(self, block: npt.NDArray[Any]) -> None:
         if block.dtype == bool or not np.issubdtype(block.dtype, np.integer):
@@ -308,6 +309,7 @@ class SegmentationWriter:
             raise DatasetExists(f"layer {self.name!r} of {self.dataset_id!r} is being finalised by another process") from exc
         try:
             ids, counts, fragments = self._build(meshes, workers=workers, scheduler=scheduler, progress=progress, task_bytes=task_bytes)
+            checksum_writes.merge_fragments(self.layer_path)
             segment_properties.write_properties(self.layer_path, segment_properties.properties_info(ids, counts, names))
             vol = CloudVolume(f"file://{self.layer_path}", progress=False)
             mesh_dir = os.path.join(self.layer_path, mesh_format.MESH_DIR)

@@ -3,7 +3,8 @@
 Module-level functions of picklable jobs, for any Dask scheduler. A pass-0
 task reads a chunk-aligned box of the staged mip 0, counts its ids, meshes it
 and writes the mips above; later passes read the highest mip written so far.
-Each task ends with a done marker holding its counts and mesh ids.
+Each task records its chunks' checksums in a manifest fragment, then ends
+with a done marker holding its counts and mesh ids.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from cloudvolume import CloudVolume
 
-from . import image_layer, omezarr, segment_properties
+from . import checksum_writes, image_layer, omezarr, segment_properties
 from . import meshes as mesh_format
 from .ingest_tasks import thread_handle, write_marker
 from .pyramid import Mip, downsample_mode
@@ -82,6 +83,7 @@ def run_job(job: SegJob) -> None:
                 first = np.ascontiguousarray(mesh_data[: mesh_box.shape[2], : mesh_box.shape[1], : mesh_box.shape[0]])
     else:
         block = _read(job.layer_path, job.read_mip, box.start, box.stop)
+    digests: dict[str, dict[str, str]] = {}
     for level in job.write_mips:
         mip = job.mips[level]
         if level != job.read_mip:
@@ -93,7 +95,9 @@ def run_job(job: SegJob) -> None:
         omezarr.write_box(zarr_array, box.start, block[None])
         if level != 0:  # mip 0 is the staged layer itself
             vol = thread_handle("seg-write", (job.layer_path, level), partial(image_layer.open_layer, job.layer_path, level))
-            image_layer.write_box(vol, box.start, block[None])
+            digests[vol.key] = image_layer.write_box(vol, box.start, block[None])
+    # the fragment before the marker: a task with a marker has its checksums recorded
+    checksum_writes.write_fragment(job.layer_path, os.path.basename(job.marker).removesuffix(".npz"), digests)
     write_marker(job.marker, arrays)
 
 

@@ -1,0 +1,116 @@
+"""Writing one scale of a precomputed layer chunk by chunk, each chunk atomically.
+
+CloudVolume's file backend opens a chunk with ``open(path, "wb")`` and
+writes into it, so a killed writer leaves a truncated chunk and a reader can
+catch one half-written. Here each chunk is encoded with CloudVolume's own
+codecs (the same bytes it would write, ``.gz`` with CloudFiles' gzip),
+checksummed in memory and written to a temp file renamed over the chunk
+(:func:`precomputed.atomic.replace_bytes`). :meth:`ScaleWriter.write_box`
+returns the digests for the layer's checksum manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .atomic import replace_bytes
+from .checksums import digest
+from .errors import InvalidOption
+
+__all__ = ["COMPRESSIONS", "ScaleWriter"]
+
+COMPRESSIONS = ("none", "gzip")
+Xyz = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class ScaleWriter:
+    """Chunk-aligned writes into one scale (mip) of a local precomputed layer."""
+
+    layer: str
+    key: str
+    encoding: str
+    dtype: np.dtype[Any]
+    channels: int
+    size: Xyz
+    offset: Xyz
+    chunk_size: Xyz
+    block_size: Xyz
+    compress: str
+
+    @classmethod
+    def open(cls, layer: str, mip: int, *, compress: str = "none") -> ScaleWriter:
+        """The writer of scale ``mip`` as the layer's ``info`` describes it."""
+        if compress not in COMPRESSIONS:
+            raise InvalidOption(f"unknown compression {compress!r}; choose one of {', '.join(COMPRESSIONS)}")
+        path = layer[len("file://") :] if layer.startswith("file://") else layer
+        with open(os.path.join(path, "info"), encoding="utf-8") as fh:
+            info = json.load(fh)
+        scale = info["scales"][mip]
+        writer = cls(
+            layer=path,
+            key=scale["key"],
+            encoding=scale["encoding"],
+            dtype=np.dtype(info["data_type"]),
+            channels=int(info["num_channels"]),
+            size=tuple(int(v) for v in scale["size"]),  # type: ignore[arg-type]
+            offset=tuple(int(v) for v in scale["voxel_offset"]),  # type: ignore[arg-type]
+            chunk_size=tuple(int(v) for v in scale["chunk_sizes"][0]),  # type: ignore[arg-type]
+            block_size=tuple(int(v) for v in scale.get("compressed_segmentation_block_size", (8, 8, 8))),  # type: ignore[arg-type]
+            compress=compress,
+        )
+        return writer
+
+    def chunk_name(self, start: Xyz) -> str:
+        """The grid name ``x0-x1_y0-y1_z0-z1`` of the chunk at ``start`` (x, y, z), clipped to the volume."""
+        stop = [min(s + c, o + n) for s, c, o, n in zip(start, self.chunk_size, self.offset, self.size)]
+        return "_".join(f"{a}-{b}" for a, b in zip(start, stop))
+
+    def encode(self, chunk: npt.NDArray[Any]) -> bytes:
+        """The payload of a C-order ``[c, z, y, x]`` chunk, as CloudVolume encodes it."""
+        if self.encoding == "raw":
+            # C-order [c, z, y, x] bytes are Fortran (x, y, z, c) bytes: what encode_raw writes
+            return np.ascontiguousarray(chunk, dtype=self.dtype).tobytes()
+        from cloudvolume import chunks as cv_chunks
+
+        return bytes(cv_chunks.encode(np.asarray(chunk, dtype=self.dtype).T, self.encoding, self.block_size))
+
+    def write_box(self, start: Xyz, block: npt.NDArray[Any]) -> dict[str, str]:
+        """Write a chunk-aligned C-order ``[c, z, y, x]`` block at ``start`` (x, y, z).
+
+        Returns ``{chunk grid name: digest}`` of the chunks written.
+        """
+        from cloudfiles import compression
+
+        _, z, y, x = block.shape
+        stop = tuple(s + n for s, n in zip(start, (x, y, z)))
+        end = tuple(o + n for o, n in zip(self.offset, self.size))
+        if any((s - o) % c for s, o, c in zip(start, self.offset, self.chunk_size)) or any(
+            (b - o) % c and b != e for b, o, c, e in zip(stop, self.offset, self.chunk_size, end)
+        ) or any(b > e for b, e in zip(stop, end)):
+            raise RuntimeError(f"internal: block [{start}, {stop}) is not chunk-aligned in scale {self.key} of {self.layer}")
+        digests = {}
+        suffix = ".gz" if self.compress == "gzip" else ""
+        folder = os.path.join(self.layer, self.key)
+        cx, cy, cz = self.chunk_size
+        for z0 in range(start[2], stop[2], cz):
+            for y0 in range(start[1], stop[1], cy):
+                for x0 in range(start[0], stop[0], cx):
+                    a, b, c = x0 - start[0], y0 - start[1], z0 - start[2]
+                    payload = self.encode(block[:, c : c + cz, b : b + cy, a : a + cx])
+                    name = self.chunk_name((x0, y0, z0))
+                    digests[name] = digest(payload)
+                    data = compression.compress(payload, "gzip") if suffix else payload
+                    try:
+                        replace_bytes(os.path.join(folder, name + suffix), data, durable=False)
+                    except FileNotFoundError:
+                        # a cached writer outlives its folder when a staged layer is made anew
+                        os.makedirs(folder, exist_ok=True)
+                        replace_bytes(os.path.join(folder, name + suffix), data, durable=False)
+        return digests
