@@ -6,7 +6,11 @@ Nothing here imports ``blockio`` or ``viewer``.
 
 from __future__ import annotations
 
-from .catalog import Catalog
+import importlib
+import sys
+import types
+from typing import Any
+
 from .errors import (
     CatalogError,
     DatasetExists,
@@ -21,9 +25,20 @@ from .errors import (
     StoreError,
     UnsupportedFormat,
 )
-from .ingest import IngestOptions, ingest
-from .pyramid import Mip, downsample_average, downsample_mode, plan_pyramid
-from .segmentation import SegmentationWriter, write_segmentation
+
+# The writers load on first use (PEP 562), so reading the catalog or building
+# a command's --help does not import numpy, CloudVolume, zarr and dask.
+_LAZY = {
+    "Catalog": "catalog",
+    "IngestOptions": "ingest",
+    "Mip": "pyramid",
+    "SegmentationWriter": "segmentation",
+    "downsample_average": "pyramid",
+    "downsample_mode": "pyramid",
+    "ingest": "ingest",
+    "plan_pyramid": "pyramid",
+    "write_segmentation": "segmentation",
+}
 
 __all__ = [
     "Catalog",
@@ -48,3 +63,32 @@ __all__ = [
     "plan_pyramid",
     "write_segmentation",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'precomputed' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+class _Package(types.ModuleType):
+    """``precomputed.ingest`` stays the function when the submodule of that name loads.
+
+    The import system sets a loaded submodule as an attribute of its package;
+    eagerly, ``from .ingest import ingest`` then overwrote it with the function.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _LAZY.get(name) == name:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -18,13 +18,14 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import jsonschema
-from filelock import FileLock
+from typing import TYPE_CHECKING, Any
 
 from .atomic import replace_file
 from .errors import CatalogError, DatasetNotFound, RootNotWritable
+
+if TYPE_CHECKING:  # jsonschema and filelock load on first use: `blockio catalog list` and `--help` stay fast
+    import jsonschema
+    from filelock import FileLock
 
 __all__ = ["CATALOG_NAME", "SCHEMA_VERSION", "Catalog", "now", "schema"]
 
@@ -44,6 +45,8 @@ def schema() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _record_validator() -> jsonschema.Draft202012Validator:
+    import jsonschema
+
     full = schema()
     sub = {"$defs": full["$defs"], **full["$defs"]["record"]}
     return jsonschema.Draft202012Validator(sub, format_checker=jsonschema.FormatChecker())
@@ -76,7 +79,15 @@ class Catalog:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.path = self.root / CATALOG_NAME
-        self._lock = FileLock(str(self.root / (CATALOG_NAME + ".lock")), timeout=LOCK_TIMEOUT_S)
+        self._file_lock: FileLock | None = None
+
+    @property
+    def _lock(self) -> FileLock:
+        if self._file_lock is None:
+            from filelock import FileLock
+
+            self._file_lock = FileLock(str(self.root / (CATALOG_NAME + ".lock")), timeout=LOCK_TIMEOUT_S)
+        return self._file_lock
 
     # reading ---------------------------------------------------------------
     def _load(self) -> dict[str, Any]:
