@@ -191,14 +191,19 @@ def check_chunk(
     channels: int,
     chunk: str,
     block_size: Sequence[int] = (8, 8, 8),
+    thorough: bool = True,
 ) -> None:
-    """Everything that can be checked before decoding; a zero-length chunk always fails."""
+    """Everything that can be checked before decoding; a zero-length chunk always fails.
+
+    ``thorough=False`` skips the lookup table index scan of ``compressed_segmentation``
+    (for a payload whose checksum matched the writer's).
+    """
     if len(data) == 0:
         raise CorruptChunk(chunk, "the file is empty (a chunk never written has no file)")
     if encoding == "raw":
         check_raw(data, shape=shape, dtype=dtype, channels=channels, chunk=chunk)
     elif encoding == "compressed_segmentation":
-        check_compressed_segmentation(data, shape=shape, dtype=dtype, channels=channels, block_size=block_size, chunk=chunk)
+        check_compressed_segmentation(data, shape=shape, dtype=dtype, channels=channels, block_size=block_size, chunk=chunk, check_indices=thorough)
 
 
 def decode_chunk(
@@ -210,6 +215,7 @@ def decode_chunk(
     channels: int,
     chunk: str,
     block_size: Sequence[int] = (8, 8, 8),
+    thorough: bool = True,
 ) -> npt.NDArray[Any]:
     """Check, decode with CloudVolume's codecs, check the result: a C-order ``[c, z, y, x]`` view.
 
@@ -221,7 +227,7 @@ def decode_chunk(
     """
     from cloudvolume import chunks as cv_chunks
 
-    check_chunk(data, encoding=encoding, shape=shape, dtype=dtype, channels=channels, chunk=chunk, block_size=block_size)
+    check_chunk(data, encoding=encoding, shape=shape, dtype=dtype, channels=channels, chunk=chunk, block_size=block_size, thorough=thorough)
     want = (*shape, channels)
     try:
         arr = np.asarray(cv_chunks.decode(bytes(data), encoding=encoding, shape=want, dtype=np.dtype(dtype), block_size=tuple(block_size), background_color=0))
