@@ -20,8 +20,10 @@ chunks with :class:`LayerChecksums` (or :class:`Manifest` directly).
 
 Why CRC-32C: on 2 MiB chunks here, ``crc32c.crc32c`` took 0.078 ms (25 GB/s),
 google-crc32c 0.24 ms, ``zlib.crc32`` 0.42 ms, xxh3_64 0.046 ms (xxhash, an
-extra dependency), blake2b-128 2.2 ms, SHA-256 1.2 ms. A cold 2 MiB block
-read costs ~3.0 ms, so CRC-32C adds ~2.6 % (blake2b would add 70 %), with the
+extra dependency), blake2b-128 2.2 ms, SHA-256 1.2 ms. Through
+:class:`~precomputed.integrity.ChunkVerifier` a 2 MiB raw chunk read from the
+page cache and decoded takes 0.26 ms against 0.16 ms bare; against a cold
+2 MiB block read (~3.0 ms) that is ~3 % (blake2b would add ~70 %), with the
 package the Zarr ``crc32c`` codec needs anyway. It detects every burst of up
 to 32 flipped bits; random garbage passes with odds 2^-32.
 """
