@@ -333,7 +333,7 @@ def _record(reader: VolumeReader, spec: Any, dataset_id: str, options: IngestOpt
     dtype_provenance = {"source": "array", "detail": f"dtype of the {fmt} array"}
     if isinstance(reader, CastReader):
         dtype_provenance = {"source": "user", "detail": cast_detail(reader.source_dtype, reader.target)}
-    record = {
+    record: dict[str, Any] = {
         "id": dataset_id,
         "shape": list(reader.shape),
         "channels": reader.channels,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from precomputed.errors import InvalidOption
 
-__all__ = ["UNITS", "parse_voxel_size", "to_nm", "voxel_size_nm"]
+__all__ = ["UNITS", "axis_sizes_nm", "parse_voxel_size", "to_nm", "voxel_size_nm"]
 
 #: Canonical unit names, each with its size in nm.
 _NM_PER_UNIT = {
@@ -163,3 +163,45 @@ def voxel_size_nm(
             f"voxel size {tuple(values)} {units} does not have three values x, y, z"
         )
     return parse_voxel_size(nm)
+
+
+def axis_sizes_nm(
+    values: Sequence[float | None], units: str | Sequence[str | None]
+) -> tuple[float | None, float | None, float | None]:
+    """Convert ``(x, y, z)`` sizes to nm where stated, keeping ``None`` for the others.
+
+    A file may state some axes only (the x/y pixel size of a 2-D image); the
+    missing ones are imputed later, each with its own provenance.
+
+    Parameters
+    ----------
+    values : sequence of float or None
+        ``(x, y, z)``; ``None`` for an axis the file does not state.
+    units : str or sequence of str or None
+        One unit for all three axes, or one per axis (``None`` where the
+        value is ``None``).
+
+    Returns
+    -------
+    tuple of float or None
+        ``(x, y, z)`` in nm, rounded to 1e-6 nm, ``None`` kept.
+
+    Raises
+    ------
+    InvalidOption
+        Not three values, an unknown unit, or a stated size that is not
+        positive and finite.
+    """
+    per_axis = [units] * 3 if isinstance(units, str) else list(units)
+    if len(values) != 3 or len(per_axis) != 3:
+        raise InvalidOption(f"voxel size {tuple(values)} {units} does not have three values x, y, z")
+    out: list[float | None] = []
+    for axis, value, unit in zip("xyz", values, per_axis):
+        if value is None:
+            out.append(None)
+            continue
+        nm = round(to_nm(float(value), str(unit)), 6)
+        if not (math.isfinite(nm) and nm > 0):
+            raise InvalidOption(f"voxel size {axis} = {value} {unit} is not a positive finite length")
+        out.append(nm)
+    return (out[0], out[1], out[2])

@@ -22,6 +22,7 @@ from precomputed.errors import (
 )
 from precomputed.readers.axes import parse_axes
 from precomputed.readers.base import Sourced, SourceSpec, VolumeReader
+from precomputed.readers.cast import CAST_TARGETS, CastReader, check_cast
 from precomputed.readers.hdf5 import Hdf5Reader
 from precomputed.readers.npy import NpyReader
 from precomputed.readers.tiff import TiffReader
@@ -29,7 +30,9 @@ from precomputed.readers.tiffstack import TIFF_SUFFIXES, TiffStackReader, expand
 from precomputed.readers.zarr import ZarrReader
 
 __all__ = [
+    "CAST_TARGETS",
     "FORMATS",
+    "CastReader",
     "Hdf5Reader",
     "NpyReader",
     "SourceSpec",
@@ -82,12 +85,25 @@ def _detect(path: str) -> str:
     return _SUFFIXES[suffix]
 
 
+def _index(value: int | None, flag: str) -> int | None:
+    """A ``--series`` / ``--timepoint`` value: ``None`` or a non-negative integer."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidOption(f"{flag} must be a non-negative integer, got {value!r}")
+    return value
+
+
 def make_spec(
     source: str | Sequence[str],
     *,
     axes: str | None = None,
     dataset_key: str | None = None,
     format: str | None = None,
+    series: int | None = None,
+    timepoint: int | None = None,
+    cast: str | None = None,
+    drop_origin: bool = False,
 ) -> SourceSpec:
     """Describe a raw source: its files, format and the user's options.
 
@@ -102,6 +118,15 @@ def make_spec(
         HDF5 dataset or Zarr array path inside the file or group.
     format : str, optional
         One of :data:`FORMATS` to skip detection.
+    series : int, optional
+        The image series of a multi-series TIFF / OME-TIFF (``--series``).
+    timepoint : int, optional
+        The timepoint of a source with a time axis (``--timepoint``).
+    cast : str, optional
+        A dtype of :data:`CAST_TARGETS` to convert the data to (``--cast``).
+    drop_origin : bool
+        Ingest an OME-Zarr image whose level 0 has a non-zero translation,
+        ignoring the translation (``--drop-origin``).
 
     Returns
     -------
@@ -115,7 +140,9 @@ def make_spec(
     UnsupportedFormat
         No reader recognises the path.
     InvalidOption
-        An unknown ``format``.
+        An unknown ``format`` or ``cast`` dtype; a negative ``series`` or
+        ``timepoint``; ``series`` for a source other than one TIFF file, or
+        ``drop_origin`` for a source other than Zarr.
     InvalidAxes
         A malformed ``axes`` string.
     """
@@ -140,9 +167,25 @@ def make_spec(
                 f"a list of sources must be TIFF slices; got {', '.join(paths[:3])}..."
             )
         fmt = "tiff-stack"
+    series, timepoint = _index(series, "--series"), _index(timepoint, "--timepoint")
+    if cast is not None:
+        cast = check_cast(cast)
+    if series is not None and fmt != "tiff":
+        raise InvalidOption(f"--series picks an image series of one TIFF / OME-TIFF file; this source is {fmt}")
+    if drop_origin and fmt != "zarr":
+        raise InvalidOption(f"--drop-origin applies to OME-Zarr images; this source is {fmt}")
     if fmt == "tiff-stack":
         paths = expand_stack(paths)
-    return SourceSpec(tuple(os.path.abspath(p) for p in paths), fmt, axes, dataset_key)
+    return SourceSpec(
+        tuple(os.path.abspath(p) for p in paths),
+        fmt,
+        axes,
+        dataset_key,
+        series=series,
+        timepoint=timepoint,
+        cast=cast,
+        drop_origin=bool(drop_origin),
+    )
 
 
 def open_reader(spec: SourceSpec) -> VolumeReader:
@@ -151,19 +194,27 @@ def open_reader(spec: SourceSpec) -> VolumeReader:
     Raises
     ------
     InvalidSource
-        The source cannot be ingested (e.g. a complex, boolean or structured
-        dtype, mixed slices, corrupt file); :class:`UnsupportedFormat` for an
-        unknown ``spec.format``.
+        The source cannot be ingested (e.g. a complex or structured dtype, a
+        boolean one without ``spec.cast``, mixed slices, corrupt file);
+        :class:`UnsupportedFormat` for an unknown ``spec.format``.
     """
     if spec.format not in _READERS:
         raise UnsupportedFormat(
             f"no reader for format {spec.format!r}; formats: {', '.join(FORMATS)}"
         )
     reader = _READERS[spec.format](spec)
-    if reader.dtype.kind not in "uif" or reader.dtype.fields is not None:
+    dtype = reader.dtype
+    if dtype.kind == "b" and spec.cast is None:
         reader.close()
         raise InvalidSource(
-            f"{spec.paths[0]}: unsupported dtype {reader.dtype}; use integer or float "
+            f"{spec.paths[0]}: unsupported dtype bool; pass --cast uint8 to store it as 0/1"
+        )
+    if dtype.kind not in "buif" or dtype.fields is not None:
+        reader.close()
+        raise InvalidSource(
+            f"{spec.paths[0]}: unsupported dtype {dtype}; use integer or float "
             "data (uint8, uint16, uint32, float32, ...)"
         )
+    if spec.cast is not None:
+        return CastReader(reader, spec.cast)
     return reader

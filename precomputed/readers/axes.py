@@ -1,7 +1,7 @@
 """Axis orders: from a file's layout to the project's ``[c, z, y, x]``.
 
 An axes string names the file's dimensions in order, over the letters
-``c z y x`` (and ``t`` for a time axis of size 1, which is dropped), e.g.
+``c z y x`` (and ``t`` for a time axis, of which one timepoint is read), e.g.
 ``zyx``, ``czyx``, ``zcyx`` or ``xyz``. A :class:`Layout` pairs such a string
 with the array's shape and turns ``(x, y, z)`` boxes into index tuples in file
 order, and blocks read in file order into C-order ``[c, z, y, x]`` arrays.
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from precomputed.errors import InvalidAxes, InvalidSource
+from precomputed.errors import InvalidAxes, InvalidOption, InvalidSource
 from precomputed.readers.base import Sourced
 
 __all__ = ["Layout", "from_names", "from_tifffile", "parse_axes", "resolve_layout"]
@@ -41,7 +41,7 @@ def parse_axes(axes: str) -> str:
     bad = sorted(set(text) - set(_LETTERS))
     if bad:
         raise InvalidAxes(
-            f"axes {axes!r}: unknown letter(s) {''.join(bad)!r}; use c, z, y, x (t of size 1)"
+            f"axes {axes!r}: unknown letter(s) {''.join(bad)!r}; use c, z, y, x (and t)"
         )
     if len(set(text)) != len(text):
         raise InvalidAxes(f"axes {axes!r}: each letter may appear once")
@@ -86,11 +86,12 @@ class Layout:
     """An array's axes in file order with its shape.
 
     ``axes`` must hold ``y`` and ``x``; ``z`` and ``c`` may be absent (size 1);
-    ``t`` must have size 1.
+    of a ``t`` axis only ``timepoint`` is read.
     """
 
     axes: str
     shape: tuple[int, ...]
+    timepoint: int = 0
 
     @property
     def shape_xyz(self) -> tuple[int, int, int]:
@@ -107,7 +108,7 @@ class Layout:
         """Index tuple in file order for the box ``[start, stop)`` in ``(x, y, z)``."""
         box = {a: slice(int(b), int(e)) for a, b, e in zip("xyz", start, stop)}
         box["c"] = slice(None)
-        return tuple(0 if a == "t" else box[a] for a in self.axes)
+        return tuple(self.timepoint if a == "t" else box[a] for a in self.axes)
 
     def to_czyx(
         self, block: npt.NDArray[Any], *, dtype: npt.DTypeLike | None = None, copy: bool = False
@@ -152,6 +153,7 @@ def resolve_layout(
     file_axes: str | None,
     file_detail: str,
     default_axes: str | None = None,
+    timepoint: int | None = None,
 ) -> tuple[Layout, Sourced]:
     """Decide the axis order of an array from ``--axes``, the file, or the default.
 
@@ -167,6 +169,8 @@ def resolve_layout(
         Which metadata gave ``file_axes``, e.g. ``"ImageJ axes ZCYX"``.
     default_axes : str or None
         The assumption without metadata; ``zyx`` (or ``yx``) when not given.
+    timepoint : int or None
+        The user's ``--timepoint``: which index of a ``t`` axis to read.
 
     Returns
     -------
@@ -179,9 +183,19 @@ def resolve_layout(
         Bad ``--axes``, its length not the array's ndim, or a volume of more
         than three dimensions with no axis metadata.
     InvalidSource
-        A non-singleton ``t`` axis.
+        A ``t`` axis of more than one timepoint without ``timepoint``, a
+        dimension of size 0, or fewer than two dimensions.
+    InvalidOption
+        ``timepoint`` out of range, or given for an array without a ``t`` axis.
     """
     shape = tuple(int(n) for n in shape)
+    if len(shape) < 2:
+        raise InvalidSource(
+            f"array of shape {shape} has {len(shape)} dimension(s); an image needs at "
+            "least y and x (a 2-D image or a volume)"
+        )
+    if 0 in shape:
+        raise InvalidSource(f"array of shape {shape} is empty: a dimension has size 0")
     if user is not None:
         axes = parse_axes(user)
         if len(axes) != len(shape):
@@ -205,10 +219,15 @@ def resolve_layout(
     elif len(shape) in (2, 3):
         axes = "zyx"[-len(shape) :]
         sourced = Sourced("zyx", "default", "no axis metadata; assumed zyx")
-    elif len(shape) > 4:
+    elif len(shape) > 5:
         raise InvalidSource(
             f"array of shape {shape} has {len(shape)} dimensions; a volume has at "
-            "most c, z, y, x (and t of size 1)"
+            "most t, c, z, y, x"
+        )
+    elif len(shape) == 5:
+        raise InvalidSource(
+            f"array of shape {shape} has 5 dimensions and no axis metadata; pass --axes "
+            "(e.g. tczyx) and --timepoint T"
         )
     else:
         raise InvalidAxes(
@@ -216,9 +235,24 @@ def resolve_layout(
             "metadata; pass --axes (e.g. czyx or zcyx)"
         )
     size = dict(zip(axes, shape))
-    if size.get("t", 1) != 1:
-        raise InvalidSource(
-            f"time axis of size {size['t']} (shape {shape}, axes {axes}); "
-            "only one time point can be ingested"
+    if "t" not in size:
+        if timepoint is not None:
+            raise InvalidOption(
+                f"--timepoint {timepoint}: the array (shape {shape}, axes {axes}) has no time axis"
+            )
+        return Layout(axes, shape), sourced
+    count = size["t"]
+    if timepoint is None:
+        if count != 1:
+            raise InvalidSource(
+                f"time axis of size {count} (shape {shape}, axes {axes}); one timepoint is "
+                f"ingested at a time: choose one with --timepoint T (0 to {count - 1})"
+            )
+        return Layout(axes, shape), sourced
+    if not 0 <= timepoint < count:
+        raise InvalidOption(
+            f"--timepoint {timepoint} is out of range: the time axis has {count} "
+            f"timepoint(s), 0 to {count - 1}"
         )
-    return Layout(axes, shape), sourced
+    chosen = Sourced(sourced.value, sourced.source, f"{sourced.detail}; --timepoint {timepoint} of {count}")
+    return Layout(axes, shape, timepoint), chosen

@@ -44,6 +44,10 @@ class SourceSpec:
     format: str
     axes: str | None = None  # the user's --axes, if given
     dataset_key: str | None = None  # HDF5 dataset / Zarr array path
+    series: int | None = None  # the user's --series of a multi-series TIFF
+    timepoint: int | None = None  # the user's --timepoint of a time series
+    cast: str | None = None  # the user's --cast: dtype the blocks are converted to
+    drop_origin: bool = False  # the user's --drop-origin: ignore an OME-Zarr translation
 
 
 class VolumeReader(abc.ABC):
@@ -66,8 +70,13 @@ class VolumeReader(abc.ABC):
         ``"zcyx"``), with where it came from: ``file`` (metadata), ``user``
         (``--axes``) or ``default`` (assumed ``zyx``).
     voxel_size : Sourced or None
-        ``(x, y, z)`` in nanometres when the file's metadata states it
-        (source ``file``), else ``None``.
+        ``(x, y, z)`` in nanometres as far as the file's metadata states it
+        (source ``file``), else ``None``. An axis the file does not state is
+        ``None`` in the tuple, e.g. ``(100.0, 100.0, None)`` for the pixel
+        size of a 2-D image; ingest imputes it with its own provenance.
+    origin : Sourced or None
+        A non-zero origin (translation) the file states and the reader
+        ignores because the user passed ``--drop-origin``; ``None`` otherwise.
     """
 
     format: str
@@ -77,6 +86,7 @@ class VolumeReader(abc.ABC):
     dtype: np.dtype[Any]
     axes: Sourced
     voxel_size: Sourced | None
+    origin: Sourced | None = None
 
     @abc.abstractmethod
     def read(

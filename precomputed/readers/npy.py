@@ -34,7 +34,7 @@ class NpyReader(VolumeReader):
         except (OSError, ValueError, EOFError) as exc:
             raise InvalidSource(f"cannot read NumPy file {path}: {exc}") from exc
         self._layout, self.axes = resolve_layout(
-            self._array.shape, user=spec.axes, file_axes=None, file_detail=""
+            self._array.shape, user=spec.axes, file_axes=None, file_detail="", timepoint=spec.timepoint
         )
         self.shape = self._layout.shape_xyz
         self.channels = self._layout.channels

@@ -5,7 +5,8 @@ the bytes it needs. Other series (compressed, tiled, scattered pages) are read
 page by page for the pages a box needs, through a small cache of decoded
 pages. Also home of the TIFF metadata parsing shared with the TIFF-stack
 reader: axes (OME-XML / ImageJ) and voxel size (OME-XML ``PhysicalSize*``,
-ImageJ ``unit`` + ``spacing``, TIFF ``XResolution``/``YResolution``).
+ImageJ ``unit`` + ``spacing``, TIFF ``XResolution``/``YResolution``), axis by
+axis: a 2-D image's pixel size is kept without a z spacing.
 """
 
 from __future__ import annotations
@@ -39,9 +40,18 @@ from precomputed.readers.base import (
     VolumeReader,
     drop_mapped_pages,
 )
-from precomputed.units import voxel_size_nm
+from precomputed.units import axis_sizes_nm
 
-__all__ = ["PageCache", "TIFF_ERRORS", "TiffReader", "axes_detail", "open_tiff", "tiff_voxel_size"]
+__all__ = [
+    "TIFF_ERRORS",
+    "PageCache",
+    "TiffReader",
+    "axes_detail",
+    "choose_series",
+    "describe_series",
+    "open_tiff",
+    "tiff_voxel_size",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -103,32 +113,53 @@ def _xy_per_pixel(page: tifffile.TiffPage) -> tuple[float, float] | None:
     return (xs, ys) if xs and ys else None
 
 
-def _nm(values: Sequence[float], units: Sequence[str], detail: str) -> Sourced | None:
-    """``(x, y, z)`` in nm as a file-sourced value, or ``None`` for a unit we do not know."""
+def _nm(values: Sequence[float | None], units: Sequence[str | None], detail: str) -> Sourced | None:
+    """``(x, y, z)`` in nm (``None`` for an unstated axis) as a file-sourced value.
+
+    ``None`` for a unit we do not know, or when no axis is stated.
+    """
+    if all(v is None for v in values):
+        return None
     try:
-        return Sourced(voxel_size_nm(values, units), "file", detail)
+        return Sourced(axis_sizes_nm(values, units), "file", detail)
     except InvalidOption as exc:
         logger.debug("voxel size ignored (%s): %s", detail, exc)
         return None
 
 
-def _ome_pixels(tf: tifffile.TiffFile) -> ET.Element | None:
-    """The first image's ``Pixels`` element of the OME-XML, if any."""
+def _ome_pixels(tf: tifffile.TiffFile, series: int = 0) -> ET.Element | None:
+    """The ``Pixels`` element of the OME-XML image read as ``tf.series[series]``, if any.
+
+    tifffile makes one series per OME ``Image`` that has data, in document
+    order; when images without data were skipped, the series is matched by
+    its (unique) name instead.
+    """
     if not (tf.is_ome and tf.ome_metadata):
         return None
-    return next(
-        (e for e in ET.fromstring(tf.ome_metadata).iter() if e.tag.endswith("}Pixels")), None
-    )
+    images = [e for e in ET.fromstring(tf.ome_metadata).iter() if e.tag.endswith("}Image")]
+    pixels = [next((p for p in i if p.tag.endswith("}Pixels")), None) for i in images]
+    if len(images) == len(tf.series):
+        return pixels[series]
+    names = [i.get("Name") for i in images]
+    name = tf.series[series].name
+    if name and names.count(name) == 1:
+        return pixels[names.index(name)]
+    logger.debug("%s: cannot match series %d to an OME-XML Image", tf.filename, series)
+    return None
 
 
 def _ome_voxel(pixels: ET.Element) -> Sourced | None:
     sizes = [pixels.get(f"PhysicalSize{a}") for a in "XYZ"]
     units = [pixels.get(f"PhysicalSize{a}Unit", "µm") for a in "XYZ"]  # µm: OME default
-    if not all(sizes):
-        logger.debug("OME-XML states PhysicalSize X/Y/Z = %s only; voxel size unknown", sizes)
+    stated = [a for a, v in zip("XYZ", sizes) if v]
+    if not stated:
         return None
-    detail = f"OME-XML PhysicalSizeX/Y/Z = {'/'.join(sizes)} {'/'.join(units)}"  # type: ignore[arg-type]
-    return _nm([float(s) for s in sizes], units, detail)  # type: ignore[arg-type]
+    detail = (
+        f"OME-XML PhysicalSize{'/'.join(stated)} = {'/'.join(v for v in sizes if v)} "
+        f"{'/'.join(u for u, v in zip(units, sizes) if v)}"
+    )
+    values = [float(v) if v else None for v in sizes]
+    return _nm(values, units, detail)
 
 
 def _imagej_voxel(tf: tifffile.TiffFile) -> Sourced | None:
@@ -139,54 +170,88 @@ def _imagej_voxel(tf: tifffile.TiffFile) -> Sourced | None:
     if not unit or unit.lower() in ("pixel", "pixels") or xy is None:
         return None
     if spacing is None:
-        logger.debug(
-            "ImageJ metadata states x/y (%s %s) but no z spacing; voxel size unknown", xy, unit
-        )
-        return None
+        detail = f"ImageJ unit {unit!r} and XResolution/YResolution (no z spacing)"
+        return _nm([xy[0], xy[1], None], [unit, unit, None], detail)
     detail = f"ImageJ unit {unit!r}, XResolution/YResolution and spacing"
     return _nm([xy[0], xy[1], float(spacing)], [unit] * 3, detail)
 
 
-def tiff_voxel_size(tf: tifffile.TiffFile) -> Sourced | None:
-    """Voxel size ``(x, y, z)`` in nm from OME-XML or ImageJ metadata, else ``None``.
+def _resolution_voxel(page: tifffile.TiffPage) -> Sourced | None:
+    unit = page.tags.get("ResolutionUnit")
+    xy = _xy_per_pixel(page)
+    if not xy or unit is None or int(unit.value) not in _RESOLUTION_UNITS:
+        return None
+    name = _RESOLUTION_UNITS[int(unit.value)]
+    detail = f"TIFF XResolution/YResolution (ResolutionUnit {name}; no z)"
+    return _nm([xy[0], xy[1], None], [name, name, None], detail)
 
-    TIFF ``XResolution``/``YResolution`` with ResolutionUnit inch or cm give x
-    and y only; without z the voxel size stays ``None`` (logged at debug).
+
+def tiff_voxel_size(tf: tifffile.TiffFile, series: int = 0) -> Sourced | None:
+    """Voxel size ``(x, y, z)`` in nm of a series, as far as the metadata states it.
+
+    Read from OME-XML ``PhysicalSize*``, ImageJ ``unit`` + resolution +
+    ``spacing``, or TIFF ``XResolution``/``YResolution`` with ResolutionUnit
+    inch or cm. An axis the metadata does not state is ``None`` (TIFF
+    resolution tags never give z); ``None`` when no axis is stated.
     """
     try:
-        pixels = _ome_pixels(tf)
+        pixels = _ome_pixels(tf, series)
         if pixels is not None:
             return _ome_voxel(pixels)
         if tf.is_imagej:
             return _imagej_voxel(tf)
+        return _resolution_voxel(tf.series[series].keyframe)
     except (ET.ParseError, ValueError, TypeError) as exc:
         logger.debug("unreadable voxel size metadata in %s: %s", tf.filename, exc)
         return None
-    page = tf.pages.first
-    unit = page.tags.get("ResolutionUnit")
-    xy = _xy_per_pixel(page)
-    if xy and unit is not None and int(unit.value) in _RESOLUTION_UNITS:
-        name = _RESOLUTION_UNITS[int(unit.value)]
-        x_nm, y_nm, _ = voxel_size_nm((*xy, 1.0), (name, name, "nm"))
-        logger.debug(
-            "%s: pixel size x=%s nm, y=%s nm from XResolution/YResolution (%s) "
-            "but no z; voxel size unknown",
-            tf.filename,
-            x_nm,
-            y_nm,
-            name,
-        )
-    return None
 
 
-def axes_detail(tf: tifffile.TiffFile, series_axes: str) -> str:
+def axes_detail(tf: tifffile.TiffFile, series_axes: str, series: int = 0) -> str:
     """Name the metadata tifffile took the series axes from."""
-    pixels = _ome_pixels(tf)
+    pixels = _ome_pixels(tf, series)
+    of = f" of series {series} ({len(tf.series)} in the file)" if len(tf.series) > 1 else ""
     if pixels is not None:
-        return f"OME-XML DimensionOrder {pixels.get('DimensionOrder', '?')}"
+        return f"OME-XML DimensionOrder {pixels.get('DimensionOrder', '?')}{of}"
     if tf.is_imagej:
-        return f"ImageJ axes {series_axes}"
-    return f"TIFF series axes {series_axes}"
+        return f"ImageJ axes {series_axes}{of}"
+    return f"TIFF series axes {series_axes}{of}"
+
+
+def describe_series(tf: tifffile.TiffFile) -> str:
+    """Every series of a TIFF file: index, shape, axes, dtype (and name)."""
+    parts = []
+    for i, s in enumerate(tf.series):
+        name = f" {s.name!r}" if s.name else ""
+        parts.append(f"{i}: shape {tuple(s.shape)} axes {s.axes} {np.dtype(s.dtype).name}{name}")
+    return "; ".join(parts)
+
+
+def choose_series(tf: tifffile.TiffFile, series: int | None) -> int:
+    """The index of the series to read: ``series``, or 0 when the file holds one.
+
+    Raises
+    ------
+    InvalidSource
+        The file holds several series and ``series`` is ``None``.
+    InvalidOption
+        ``series`` is out of range.
+    """
+    count = len(tf.series)
+    if count == 0:
+        raise InvalidSource(f"{tf.filehandle.path}: the TIFF file holds no image series")
+    if series is None:
+        if count > 1:
+            raise InvalidSource(
+                f"{tf.filehandle.path} holds {count} image series; choose one with "
+                f"--series N: {describe_series(tf)}"
+            )
+        return 0
+    if not 0 <= series < count:
+        raise InvalidOption(
+            f"--series {series} is out of range: {tf.filehandle.path} holds {count} "
+            f"series (0 to {count - 1}): {describe_series(tf)}"
+        )
+    return series
 
 
 def _first_page(series: tifffile.TiffPageSeries) -> tifffile.TiffPage | tifffile.TiffFrame:
@@ -246,14 +311,19 @@ def _series_array(tf: tifffile.TiffFile, series: tifffile.TiffPageSeries, cache:
 
 
 class TiffReader(VolumeReader):
-    """A volume in one TIFF file: the first series of pages (OME-TIFF, ImageJ, plain)."""
+    """A volume in one TIFF file: one series of pages (OME-TIFF, ImageJ, plain).
+
+    A file of several series (OME-TIFF images, pages of different shapes) is
+    refused unless ``spec.series`` picks one.
+    """
 
     def __init__(self, spec: SourceSpec) -> None:
         path = spec.paths[0]
         self.paths = (path,)
         self._tf = open_tiff(path)
         try:
-            series = self._tf.series[0]
+            self.series = choose_series(self._tf, spec.series)
+            series = self._tf.series[self.series]
             self.format = (
                 "ome-tiff" if self._tf.is_ome else "imagej-tiff" if self._tf.is_imagej else "tiff"
             )
@@ -264,10 +334,11 @@ class TiffReader(VolumeReader):
                 series.shape,
                 user=spec.axes,
                 file_axes=from_tifffile(series.axes),
-                file_detail=axes_detail(self._tf, series.axes),
+                file_detail=axes_detail(self._tf, series.axes, self.series),
                 default_axes="z" + page_axes if pages_are_z else None,
+                timepoint=spec.timepoint,
             )
-            self.voxel_size = tiff_voxel_size(self._tf)
+            self.voxel_size = tiff_voxel_size(self._tf, self.series)
         except (PrecomputedError, *TIFF_ERRORS) as exc:
             self._tf.close()
             if isinstance(exc, PrecomputedError):

@@ -175,6 +175,7 @@ class TiffStackReader(VolumeReader):
             user=spec.axes,
             file_axes="z" + page_axes,
             file_detail=f"one {slices[0].axes} page per file, {len(slices)} files sorted naturally",
+            timepoint=spec.timepoint,
         )
         self.shape = self._layout.shape_xyz
         self.channels = self._layout.channels
