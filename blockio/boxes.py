@@ -1,20 +1,21 @@
-"""Block arithmetic: boxes, chunk grids, boundary handling.
+"""Block requests: parsing (x, y, z) triples and checking boxes against bounds.
 
-Boxes are ``[start, stop)`` in (x, y, z) voxels of one mip.
+Boxes are ``[start, stop)`` in (x, y, z) voxels of one mip. The geometry
+itself (:class:`VoxelBox`, :func:`chunk_grid`, ``Xyz``) lives in
+:mod:`precomputed.geometry` and is re-exported here; this module adds what
+raises blockio's errors.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 from blockio.errors import InvalidRequest, OutOfBounds
+from precomputed.geometry import VoxelBox, Xyz, chunk_grid, overlapping_blocks
 
-__all__ = ["BOUNDARIES", "VoxelBox", "chunk_grid", "parse_xyz"]
+__all__ = ["BOUNDARIES", "VoxelBox", "Xyz", "check_bounds", "check_overlap", "chunk_grid", "grid_boxes", "parse_xyz"]
 
 BOUNDARIES = ("error", "zero", "clip", "reflect")
-Xyz = tuple[int, int, int]
 
 
 def parse_xyz(value: Sequence[int] | str, name: str, *, positive: bool = False) -> Xyz:
@@ -46,41 +47,6 @@ def _as_int(v: object) -> int:
     raise TypeError
 
 
-@dataclass(frozen=True)
-class VoxelBox:
-    """``[start, stop)`` in (x, y, z) voxels."""
-
-    start: Xyz
-    stop: Xyz
-
-    @classmethod
-    def from_offset_size(cls, offset: Xyz, size: Xyz) -> VoxelBox:
-        return cls(offset, tuple(o + s for o, s in zip(offset, size)))  # type: ignore[arg-type]
-
-    @property
-    def size(self) -> Xyz:
-        return tuple(b - a for a, b in zip(self.start, self.stop))  # type: ignore[return-value]
-
-    @property
-    def empty(self) -> bool:
-        return any(s <= 0 for s in self.size)
-
-    def intersect(self, other: VoxelBox) -> VoxelBox:
-        start = tuple(max(a, b) for a, b in zip(self.start, other.start))
-        stop = tuple(max(s, min(a, b)) for a, b, s in zip(self.stop, other.stop, start))
-        return VoxelBox(start, stop)  # type: ignore[arg-type]
-
-    def contains(self, other: VoxelBox) -> bool:
-        return all(a <= b for a, b in zip(self.start, other.start)) and all(a >= b for a, b in zip(self.stop, other.stop))
-
-    def slices_zyx(self, origin: Xyz = (0, 0, 0)) -> tuple[slice, slice, slice]:
-        """Slices of a C-order ``[z, y, x]`` array whose voxel 0 sits at ``origin``."""
-        return tuple(slice(a - o, b - o) for a, b, o in zip(reversed(self.start), reversed(self.stop), reversed(origin)))  # type: ignore[return-value]
-
-    def __str__(self) -> str:
-        return f"[{','.join(map(str, self.start))} .. {','.join(map(str, self.stop))})"
-
-
 def check_bounds(box: VoxelBox, bounds: VoxelBox, boundary: str, mip: int) -> None:
     """Raise for a box that leaves the volume when ``boundary="error"``."""
     if boundary not in BOUNDARIES:
@@ -92,16 +58,16 @@ def check_bounds(box: VoxelBox, bounds: VoxelBox, boundary: str, mip: int) -> No
         )
 
 
-def chunk_grid(box: VoxelBox, chunk: Xyz, bounds: VoxelBox) -> Iterator[tuple[Xyz, VoxelBox]]:
-    """``(chunk index, chunk box clipped to bounds)`` for every chunk that ``box`` touches.
 
-    ``box`` must lie within ``bounds``; chunks are aligned to ``bounds.start``.
-    """
-    ranges = [
-        range((a - o) // c, -(-(b - o) // c)) for a, b, o, c in zip(box.start, box.stop, bounds.start, chunk)
-    ]
-    for ix, iy, iz in itertools.product(*ranges):
-        index = (ix, iy, iz)
-        start = tuple(o + i * c for o, i, c in zip(bounds.start, index, chunk))
-        stop = tuple(min(s + c, e) for s, c, e in zip(start, chunk, bounds.stop))
-        yield index, VoxelBox(start, stop)  # type: ignore[arg-type]
+def check_overlap(block: Xyz, overlap: Xyz, *, block_name: str = "the block") -> None:
+    """Raise unless ``0 <= overlap < block`` on every axis (x, y, z)."""
+    if any(o < 0 or o >= b for o, b in zip(overlap, block)):
+        raise InvalidRequest(
+            f"overlap must be >= 0 and smaller than {block_name} on every axis, got {list(overlap)} for {block_name} {list(block)}"
+        )
+
+
+def grid_boxes(bounds: VoxelBox, block: Xyz, overlap: Xyz) -> Iterator[VoxelBox]:
+    """Blocks covering ``bounds`` (see :meth:`blockio.store.Store.iter_blocks`); a blockio error for a bad overlap."""
+    check_overlap(block, overlap)
+    return overlapping_blocks(bounds, block, overlap)

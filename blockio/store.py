@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from blockio.boxes import VoxelBox, check_bounds, chunk_grid, parse_xyz
+from blockio.boxes import VoxelBox, check_bounds, chunk_grid, grid_boxes, parse_xyz
 from blockio.cache.memory import DEFAULT_CACHE_BYTES, ChunkCache, ChunkKey, MemoryCache, TieredCache
 from blockio.layers.reader import SOURCES, LayerReader
 from blockio.errors import (
@@ -31,6 +31,7 @@ from blockio.errors import (
     OutOfBounds,
 )
 from blockio.normalize import normalize as apply_normalization
+from precomputed.geometry import projection
 
 __all__ = ["Store", "open_store"]
 
@@ -254,24 +255,28 @@ class Store:
     def _assemble(self, reader: LayerReader, dataset: str, layer: str, version: str, source: str, mip: int, box: VoxelBox) -> npt.NDArray[Any]:
         out = np.empty((reader.channels, *reversed(box.size)), dtype=reader.dtype)
         grid = list(chunk_grid(box, reader.chunk_size(mip), reader.bounds(mip)))
+        keys = {index: ChunkKey(dataset, layer, version, source, mip, index) for index, _ in grid}
+        cached = self.cache.get_many(list(keys.values()))  # one call per tier for the whole block
         missing: list[tuple[tuple[int, int, int], VoxelBox]] = []
         for index, chunk_box in grid:
-            key = ChunkKey(dataset, layer, version, source, mip, index)
-            chunk = self.cache.get(key)
+            chunk = cached.get(keys[index])
             if chunk is None:
                 missing.append((index, chunk_box))
             else:
-                _copy(out, box, chunk, chunk_box)
+                dst, src = projection(box, chunk_box)
+                out[(slice(None), *dst)] = chunk[(slice(None), *src)]
         if missing:
             fetched = reader.fetch(mip, missing)
+            new: dict[ChunkKey, npt.NDArray[Any]] = {}
             for index, chunk_box in missing:
                 chunk = fetched[index]
+                dst, src = projection(box, chunk_box)
                 if chunk is None:  # never written, and the layer allows the fill value
-                    part = box.intersect(chunk_box)
-                    out[(slice(None), *part.slices_zyx(box.start))] = 0
+                    out[(slice(None), *dst)] = 0
                     continue
-                self.cache.put(ChunkKey(dataset, layer, version, source, mip, index), chunk)
-                _copy(out, box, chunk, chunk_box)
+                new[keys[index]] = chunk
+                out[(slice(None), *dst)] = chunk[(slice(None), *src)]
+            self.cache.put_many(new)
         return out
 
     @staticmethod
@@ -303,24 +308,6 @@ class Store:
     def cache_stats(self) -> dict[str, Any]:
         """Hits, misses, bytes held and evictions per cache tier."""
         return self.cache.stats()
-
-
-def grid_boxes(bounds: VoxelBox, block: Xyz, overlap: Xyz) -> Iterator[VoxelBox]:
-    """Block boxes covering ``bounds`` (see :meth:`Store.iter_blocks`)."""
-    if any(o < 0 or o >= b for o, b in zip(overlap, block)):
-        raise InvalidRequest(f"overlap must be >= 0 and smaller than the block on every axis, got {list(overlap)} for block {list(block)}")
-    axes = []
-    for lo, hi, b, o in zip(bounds.start, bounds.stop, block, overlap):
-        if hi - lo <= b:
-            axes.append([lo])
-            continue
-        axes.append(sorted(set(range(lo, hi - b, b - o)) | {hi - b}))
-    return (VoxelBox.from_offset_size((x, y, z), block) for z in axes[2] for y in axes[1] for x in axes[0])
-
-
-def _copy(out: npt.NDArray[Any], box: VoxelBox, chunk: npt.NDArray[Any], chunk_box: VoxelBox) -> None:
-    part = box.intersect(chunk_box)
-    out[(slice(None), *part.slices_zyx(box.start))] = chunk[(slice(None), *part.slices_zyx(chunk_box.start))]
 
 
 def _dtype(dtype: Any) -> np.dtype[Any] | None:

@@ -8,7 +8,8 @@ storage.
 from __future__ import annotations
 
 from blockio.cache.memory import DEFAULT_CACHE_BYTES, ChunkCache, ChunkKey, MemoryCache, TieredCache
-from blockio.cache.redis_cache import RedisCache, decode_chunk, encode_chunk
+from blockio.cache.redis_cache import RedisCache
+from blockio.cache.wire import decode_chunk, encode_chunk
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",

@@ -4,7 +4,8 @@ Tier 1, :class:`MemoryCache`: an LRU of decoded chunks bounded in bytes,
 shared by every read of a process, so overlapping blocks reuse chunks.
 Tier 2 (optional, :mod:`blockio.cache.redis_cache`): Redis, shared by processes
 and hosts. :class:`TieredCache` looks in each tier in turn and promotes what
-a lower tier had.
+a lower tier had. Every tier also reads and writes many chunks at once
+(``get_many`` / ``put_many``), so a block's chunks cost one call per tier.
 
 Keys carry the layer's version, so rewriting a layer makes its old entries
 unreachable (they age out of the LRU); :meth:`MemoryCache.invalidate` drops
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -53,6 +54,10 @@ class ChunkCache(Protocol):
 
     def put(self, key: ChunkKey, chunk: npt.NDArray[Any]) -> None: ...
 
+    def get_many(self, keys: Sequence[ChunkKey]) -> dict[ChunkKey, npt.NDArray[Any]]: ...
+
+    def put_many(self, chunks: Mapping[ChunkKey, npt.NDArray[Any]]) -> None: ...
+
     def stats(self) -> dict[str, Any]: ...
 
 
@@ -74,28 +79,37 @@ class MemoryCache:
         self._hits = self._misses = self._evictions = 0
 
     def get(self, key: ChunkKey) -> npt.NDArray[Any] | None:
+        """The cached chunk (read-only), or ``None``."""
+        return self.get_many((key,)).get(key)
+
+    def get_many(self, keys: Sequence[ChunkKey]) -> dict[ChunkKey, npt.NDArray[Any]]:
+        """``{key: chunk}`` for the keys held (misses left out), under one lock."""
+        found: dict[ChunkKey, npt.NDArray[Any]] = {}
         with self._lock:
-            chunk = self._items.get(key)
-            if chunk is None:
-                self._misses += 1
-                return None
-            self._items.move_to_end(key)
-            self._hits += 1
-            return chunk
+            for key in dict.fromkeys(keys):
+                chunk = self._items.get(key)
+                if chunk is None:
+                    self._misses += 1
+                    continue
+                self._items.move_to_end(key)
+                self._hits += 1
+                found[key] = chunk
+        return found
 
     def put(self, key: ChunkKey, chunk: npt.NDArray[Any]) -> None:
-        if chunk.nbytes > self.max_bytes:
-            return
-        if chunk.flags.writeable or not chunk.flags.c_contiguous:
-            # our own read-only copy: a caller's array must never change under the cache
-            chunk = np.array(chunk, order="C", copy=True)
-            chunk.flags.writeable = False
+        """Hold a read-only copy of ``chunk`` (unless it alone exceeds the budget)."""
+        self.put_many({key: chunk})
+
+    def put_many(self, chunks: Mapping[ChunkKey, npt.NDArray[Any]]) -> None:
+        """Hold several chunks; the least recently used go when the budget is exceeded."""
+        owned = {key: _read_only(chunk) for key, chunk in chunks.items() if chunk.nbytes <= self.max_bytes}
         with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= old.nbytes
-            self._items[key] = chunk
-            self._bytes += chunk.nbytes
+            for key, chunk in owned.items():
+                old = self._items.pop(key, None)
+                if old is not None:
+                    self._bytes -= old.nbytes
+                self._items[key] = chunk
+                self._bytes += chunk.nbytes
             while self._bytes > self.max_bytes and self._items:
                 _, dropped = self._items.popitem(last=False)
                 self._bytes -= dropped.nbytes
@@ -135,17 +149,36 @@ class TieredCache:
         self.tiers = list(tiers)
 
     def get(self, key: ChunkKey) -> npt.NDArray[Any] | None:
+        """The chunk from the first tier that has it (copied up), or ``None``."""
+        return self.get_many((key,)).get(key)
+
+    def get_many(self, keys: Sequence[ChunkKey]) -> dict[ChunkKey, npt.NDArray[Any]]:
+        """``{key: chunk}`` from the tiers in order; each tier is asked once, for what the ones above lacked.
+
+        What a lower tier had is put into every tier above it in one batch.
+        """
+        found: dict[ChunkKey, npt.NDArray[Any]] = {}
+        remaining = list(dict.fromkeys(keys))
         for i, tier in enumerate(self.tiers):
-            chunk = tier.get(key)
-            if chunk is not None:
+            if not remaining:
+                break
+            hits = tier.get_many(remaining)
+            if hits:
                 for upper in self.tiers[:i]:
-                    upper.put(key, chunk)
-                return chunk
-        return None
+                    upper.put_many(hits)
+                found.update(hits)
+                remaining = [k for k in remaining if k not in hits]
+        return found
 
     def put(self, key: ChunkKey, chunk: npt.NDArray[Any]) -> None:
-        for tier in self.tiers:
-            tier.put(key, chunk)
+        """Put a chunk into every tier."""
+        self.put_many({key: chunk})
+
+    def put_many(self, chunks: Mapping[ChunkKey, npt.NDArray[Any]]) -> None:
+        """Put several chunks into every tier, one batch per tier."""
+        if chunks:
+            for tier in self.tiers:
+                tier.put_many(chunks)
 
     def invalidate(self, dataset: str, layer: str | None = None) -> None:
         for tier in self.tiers:
@@ -155,3 +188,11 @@ class TieredCache:
 
     def stats(self) -> dict[str, Any]:
         return {tier.name: tier.stats() for tier in self.tiers}
+
+
+def _read_only(chunk: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    if chunk.flags.writeable or not chunk.flags.c_contiguous:
+        # our own read-only copy: a caller's array must never change under the cache
+        chunk = np.array(chunk, order="C", copy=True)
+        chunk.flags.writeable = False
+    return chunk

@@ -1,23 +1,16 @@
 """A Redis tier of the chunk cache, shared by processes and hosts.
 
 :class:`RedisCache` stores decoded chunks (C-order ``[c, z, y, x]``, any
-numeric dtype) under ``prefix + ChunkKey.text()``. A value is a small binary
-header followed by the array's raw C-order bytes -- never a pickle, so a
-value read back can only ever become a numeric array::
-
-    b"BKC1"  uint16 header length  uint8 len(dtype)  uint8 ndim
-    dtype.str (ASCII, e.g. "<u2")  shape as ndim little-endian uint64
-    zero padding to a multiple of 16 bytes (keeps the data aligned)
-    raw bytes
+numeric dtype) under ``prefix + ChunkKey.text()``, in the header-plus-raw-bytes
+format of :mod:`blockio.cache.wire` (never a pickle). ``get_many`` is one
+``MGET`` and ``put_many`` one pipeline, so a block costs one round trip.
 
 The cache is bounded in bytes by the server's ``maxmemory`` with
 ``allkeys-lru`` eviction. It is an accelerator, never a dependency:
 ``get``/``put`` never raise. When Redis is down, hung, full or returns
 garbage, ``get`` answers ``None`` and ``put`` does nothing; the failure is
 counted and logged (one warning per 30 s), and Redis is skipped for a
-back-off interval (1 s, doubling up to 30 s) so a dead server costs no
-per-read timeout. After the interval one caller probes Redis again; the
-first success restores normal service.
+back-off interval (see :mod:`blockio.cache.backoff`).
 """
 
 from __future__ import annotations
@@ -25,110 +18,26 @@ from __future__ import annotations
 import logging
 import math
 import os
-import struct
 import threading
 import time
 import weakref
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import numpy as np
 import numpy.typing as npt
 
+from blockio.cache.backoff import Backoff, LogThrottle
 from blockio.cache.memory import ChunkKey
+from blockio.cache.wire import cacheable, decode_chunk, encode_chunk
 
 __all__ = ["RedisCache", "decode_chunk", "encode_chunk"]
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"BKC1"
-_HEAD = struct.Struct("<4sHBB")  # magic, header length, len(dtype.str), ndim
-_KINDS = "biufc"  # numeric dtypes only: a value must never become objects
-_ALIGN = 16
-FIRST_BACKOFF_S = 1.0
-MAX_BACKOFF_S = 30.0
-WARN_EVERY_S = 30.0
 INFO_EVERY_S = 1.0
 POOL_CONNECTIONS = 64
 SCAN_BATCH = 500
-
-
-def encode_chunk(chunk: npt.NDArray[Any]) -> bytes:
-    """A chunk as header + raw C-order bytes (see the module docstring).
-
-    Raises
-    ------
-    ValueError
-        If the dtype is not numeric (bool, integer, float or complex).
-    """
-    dtype = chunk.dtype
-    if dtype.kind not in _KINDS or dtype.fields is not None:
-        raise ValueError(f"only numeric chunks can be cached in Redis, got dtype {dtype}")
-    text = dtype.str.encode("ascii")
-    size = _HEAD.size + len(text) + 8 * chunk.ndim
-    size += -size % _ALIGN
-    head = bytearray(size)
-    _HEAD.pack_into(head, 0, MAGIC, size, len(text), chunk.ndim)
-    head[_HEAD.size : _HEAD.size + len(text)] = text
-    struct.pack_into(f"<{chunk.ndim}Q", head, _HEAD.size + len(text), *chunk.shape)
-    raw = np.ascontiguousarray(chunk).reshape(-1).view(np.uint8)
-    return b"".join((head, raw.data))  # one copy: join reads the array's buffer
-
-
-def decode_chunk(value: bytes) -> npt.NDArray[Any]:
-    """The read-only array of a value written by :func:`encode_chunk` (no copy).
-
-    Raises
-    ------
-    ValueError
-        If the value is not a well-formed chunk (wrong magic, unknown or
-        non-numeric dtype, size that does not match the shape).
-    """
-    try:
-        magic, size, n_text, ndim = _HEAD.unpack_from(value)
-        if magic != MAGIC:
-            raise ValueError(f"value does not start with {MAGIC!r}")
-        dtype = np.dtype(bytes(value[_HEAD.size : _HEAD.size + n_text]).decode("ascii"))
-        shape = struct.unpack_from(f"<{ndim}Q", value, _HEAD.size + n_text)
-    except (struct.error, TypeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"malformed cached chunk header: {exc}") from exc
-    if dtype.kind not in _KINDS or dtype.fields is not None:
-        raise ValueError(f"cached chunk has non-numeric dtype {dtype}")
-    count = math.prod(shape)
-    if size < _HEAD.size + n_text + 8 * ndim or len(value) - size != count * dtype.itemsize:
-        raise ValueError(f"cached chunk holds {len(value) - size} data bytes, shape {shape} of {dtype} needs {count * dtype.itemsize}")
-    out = np.frombuffer(value, dtype=dtype, count=count, offset=size).reshape(shape)
-    out.flags.writeable = False  # already so for bytes; also for a bytearray or memoryview
-    return out
-
-
-class _Backoff:
-    """Failure state of one kind of access; its owner holds the lock."""
-
-    def __init__(self) -> None:
-        self.failures = 0
-        self.interval = FIRST_BACKOFF_S
-        self.until = 0.0
-
-    def allow(self, now: float) -> bool:
-        if self.failures == 0:
-            return True
-        if now < self.until:
-            return False
-        # this caller probes; the others keep skipping until it reports back
-        self.until = now + self.interval
-        return True
-
-    def failed(self, now: float) -> float:
-        wait = self.interval
-        self.failures += 1
-        self.until = now + wait
-        self.interval = min(wait * 2, MAX_BACKOFF_S)
-        return wait
-
-    def succeeded(self) -> int:
-        failures, self.failures, self.interval = self.failures, 0, FIRST_BACKOFF_S
-        return failures
 
 
 _instances: weakref.WeakSet[RedisCache] = weakref.WeakSet()
@@ -207,12 +116,11 @@ class RedisCache:
         self._oom_error: type[Exception] = redis.exceptions.OutOfMemoryError
         self._response_error: type[Exception] = redis.exceptions.ResponseError
         self._lock = threading.Lock()
-        self._down = _Backoff()  # every call: Redis unreachable, hung or broken
-        self._full = _Backoff()  # writes only: Redis refuses them (OOM, permissions)
+        self._down = Backoff()  # every call: Redis unreachable, hung or broken
+        self._full = Backoff()  # writes only: Redis refuses them (OOM, permissions)
         self._configured = max_bytes is None
         self._counts = dict.fromkeys(("hits", "misses", "errors", "puts", "bytes_written", "skipped", "not_stored"), 0)
-        self._warned_at = -math.inf
-        self._suppressed = 0
+        self._throttle = LogThrottle(log)
         self._info: dict[str, Any] = {}
         self._info_at = -math.inf
         _instances.add(self)
@@ -236,39 +144,64 @@ class RedisCache:
             self._failed(exc, "get", write=False)
             return None
         self._succeeded(write=False)
-        if value is None:
-            self._count("misses")
-            return None
+        return self._decode(key, value)
+
+    def get_many(self, keys: Sequence[ChunkKey]) -> dict[ChunkKey, npt.NDArray[Any]]:
+        """The cached chunks among ``keys`` in one ``MGET``: ``{key: chunk}``, misses left out.
+
+        Empty when Redis is unreachable, slow or in back-off; a malformed
+        value is a miss. Never raises.
+        """
+        wanted = list(dict.fromkeys(keys))
+        if not wanted or not self._allow(write=False):
+            return {}
         try:
-            if not isinstance(value, bytes):
-                raise ValueError(f"expected bytes, got {type(value).__name__}")
-            chunk = decode_chunk(value)
-        except ValueError as exc:
-            # storage supplies the chunk and the put that follows overwrites the bad value
-            self._count("errors")
-            self._warn("Redis cache at %s returned a malformed value for %s: %s", self.url, self._name(key), exc)
-            return None
-        self._count("hits")
-        return chunk
+            self._configure()
+            values = self._client.mget([self._name(k) for k in wanted])
+        except Exception as exc:  # a cache must never fail a read: whatever Redis does is a miss
+            self._failed(exc, "get_many", write=False)
+            return {}
+        self._succeeded(write=False)
+        found = {}
+        for key, value in zip(wanted, values):
+            chunk = self._decode(key, value)
+            if chunk is not None:
+                found[key] = chunk
+        return found
 
     def put(self, key: ChunkKey, chunk: npt.NDArray[Any]) -> None:
         """Store a chunk with the TTL; does nothing when Redis cannot take it. Never raises."""
-        if chunk.dtype.kind not in _KINDS or (self.max_bytes is not None and chunk.nbytes > self.max_bytes):
-            self._count("not_stored")
-            return
-        if not self._allow(write=True):
+        self._put({key: chunk}, "put")
+
+    def put_many(self, chunks: Mapping[ChunkKey, npt.NDArray[Any]]) -> None:
+        """Store several chunks with the TTL in one pipeline (one round trip). Never raises."""
+        self._put(chunks, "put_many")
+
+    def _put(self, chunks: Mapping[ChunkKey, npt.NDArray[Any]], op: str) -> None:
+        fit = {k: c for k, c in chunks.items() if cacheable(c.dtype) and (self.max_bytes is None or c.nbytes <= self.max_bytes)}
+        if len(fit) < len(chunks):
+            with self._lock:
+                self._counts["not_stored"] += len(chunks) - len(fit)
+        if not fit or not self._allow(write=True):
             return
         try:
-            value = encode_chunk(chunk)
+            values = {self._name(k): encode_chunk(c) for k, c in fit.items()}
             self._configure()
-            self._client.set(self._name(key), value, ex=self.ttl_s)
+            if len(values) == 1:
+                ((name, value),) = values.items()
+                self._client.set(name, value, ex=self.ttl_s)
+            else:
+                pipe = self._client.pipeline(transaction=False)
+                for name, value in values.items():
+                    pipe.set(name, value, ex=self.ttl_s)
+                pipe.execute()
         except Exception as exc:  # a cache must never fail a read: a failed put only loses a copy
-            self._failed(exc, "put", write=True)
+            self._failed(exc, op, write=True)
             return
         self._succeeded(write=True)
         with self._lock:
-            self._counts["puts"] += 1
-            self._counts["bytes_written"] += len(value)
+            self._counts["puts"] += len(values)
+            self._counts["bytes_written"] += sum(len(v) for v in values.values())
 
     def invalidate(self, dataset: str, layer: str | None = None) -> int:
         """Delete every entry of a dataset (or one of its layers); returns how many.
@@ -338,6 +271,22 @@ class RedisCache:
     def _name(self, key: ChunkKey) -> str:
         return self.prefix + key.text()
 
+    def _decode(self, key: ChunkKey, value: object) -> npt.NDArray[Any] | None:
+        if value is None:
+            self._count("misses")
+            return None
+        try:
+            if not isinstance(value, bytes):
+                raise ValueError(f"expected bytes, got {type(value).__name__}")
+            chunk = decode_chunk(value)
+        except ValueError as exc:
+            # storage supplies the chunk and the put that follows overwrites the bad value
+            self._count("errors")
+            self._warn("Redis cache at %s returned a malformed value for %s: %s", self.url, self._name(key), exc)
+            return None
+        self._count("hits")
+        return chunk
+
     def _count(self, what: str) -> None:
         with self._lock:
             self._counts[what] += 1
@@ -393,19 +342,9 @@ class RedisCache:
         log.info("Redis cache at %s is back after %d failed calls", self.url, failures)
 
     def _warn(self, message: str, *args: Any) -> None:
-        now = time.monotonic()
         with self._lock:
-            if now - self._warned_at < WARN_EVERY_S:
-                self._suppressed += 1
-                suppressed = -1
-            else:
-                self._warned_at, suppressed, self._suppressed = now, self._suppressed, 0
-        if suppressed < 0:
-            log.debug(message, *args)
-        elif suppressed:
-            log.warning(message + " (%d similar messages suppressed)", *args, suppressed)
-        else:
-            log.warning(message, *args)
+            suppressed = self._throttle.admit(time.monotonic())
+        self._throttle.emit(suppressed, message, *args)
 
 
 def _glob_escape(text: str) -> str:

@@ -17,6 +17,7 @@ import pytest
 
 from blockio.cache.memory import ChunkKey
 from blockio.cache.redis_cache import RedisCache, decode_chunk, encode_chunk
+from tests.blockio.cache.conformance import ChunkCacheContract
 from tests.redis_server import RedisServer, redis_server, redis_server_factory  # noqa: F401
 
 redis = pytest.importorskip("redis", reason="redis-py is not installed (pip install blockio[redis])")
@@ -55,6 +56,14 @@ def _recover(cache: RedisCache, k: ChunkKey, chunk: npt.NDArray[Any], within_s: 
             return time.monotonic() - t0
         time.sleep(0.05)
     raise AssertionError(f"the cache did not recover within {within_s} s: {cache.stats()}")
+
+
+class TestRedisCacheContract(ChunkCacheContract):
+    @pytest.fixture
+    def cache(self, redis_server: RedisServer) -> Iterator[RedisCache]:  # noqa: F811
+        c = RedisCache(redis_server.url)
+        yield c
+        c.close()
 
 
 # -- values ----------------------------------------------------------------------
