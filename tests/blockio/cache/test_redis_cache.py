@@ -173,6 +173,28 @@ def test_invalidate_removes_only_that_dataset_or_layer(cache: RedisCache, client
     assert cache.stats()["errors"] == 0
 
 
+def test_many_chunks_cost_one_mget_and_one_pipeline(cache: RedisCache, client: Any) -> None:
+    chunks = {key(index=(i, 0, 0)): np.full((1, 2, 2, 2), i, np.uint8) for i in range(20)}
+    chunks[key(index=(20, 0, 0))] = np.zeros((1, 1, 1, 1), dtype=[("a", "u1")])  # not cacheable: skipped, not failed
+    client.config_resetstat()
+    cache.put_many(chunks)
+    found = cache.get_many([*chunks, key(index=(99, 0, 0))])
+    assert sorted(k.index[0] for k in found) == list(range(20))
+    commands = client.info("commandstats")
+    assert commands["cmdstat_mget"]["calls"] == 1 and "cmdstat_get" not in commands
+    assert commands["cmdstat_set"]["calls"] == 20
+    stats = cache.stats()
+    assert (stats["puts"], stats["hits"], stats["misses"], stats["not_stored"], stats["errors"]) == (20, 20, 2, 1, 0)
+
+
+def test_many_chunks_against_a_dead_server_cost_one_failure(cache: RedisCache, redis_server: RedisServer) -> None:  # noqa: F811
+    redis_server.stop()
+    chunks = {key(index=(i, 0, 0)): np.zeros((1, 2, 2, 2), np.uint8) for i in range(10)}
+    cache.put_many(chunks)  # never raises
+    assert cache.get_many(list(chunks)) == {}  # in back-off: not even tried
+    assert cache._counts["errors"] == 1 and cache._counts["skipped"] == 1
+
+
 # -- bounds ------------------------------------------------------------------------
 
 
