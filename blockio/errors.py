@@ -3,6 +3,7 @@
 The tree::
 
     BlockioError
+     ├── StoreNotFound (FileNotFoundError)   the root holds no catalog.json (a mistyped root)
      ├── DatasetNotFound (KeyError)          no such catalog record
      ├── LayerNotFound (KeyError)            no such layer in a record
      ├── DatasetUnavailable (ValueError)     the record fails the schema; names the field
@@ -25,6 +26,7 @@ __all__ = [
     "LayerNotFound",
     "MissingChunk",
     "OutOfBounds",
+    "StoreNotFound",
 ]
 
 
@@ -33,6 +35,13 @@ class BlockioError(Exception):
 
     def __str__(self) -> str:  # KeyError subclasses would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class StoreNotFound(BlockioError, FileNotFoundError):
+    """The store root does not exist or holds no ``catalog.json``; names the root."""
+
+    status = 404
+    code = "store_not_found"
 
 
 class DatasetNotFound(BlockioError, KeyError):

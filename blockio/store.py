@@ -53,10 +53,19 @@ def open_store(root: str | os.PathLike[str] | None = None, *, cache_bytes: int |
         A shared Redis cache behind it (default ``$BLOCKIO_REDIS_URL``).
     max_block_voxels
         Largest block a read may ask for (default 512^3, or ``$BLOCKIO_MAX_BLOCK_VOXELS``).
+
+    Raises
+    ------
+    StoreNotFound
+        A local root that does not exist or holds no ``catalog.json`` (a
+        mistyped root is not an empty store).
     """
     from blockio import default_root
+    from blockio.roots import require_store
 
-    return Store(root or default_root(), cache_bytes=cache_bytes, redis_url=redis_url, max_block_voxels=max_block_voxels)
+    root = root or default_root()
+    require_store(root)
+    return Store(root, cache_bytes=cache_bytes, redis_url=redis_url, max_block_voxels=max_block_voxels)
 
 
 class Store:
