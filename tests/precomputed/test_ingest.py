@@ -14,6 +14,7 @@ import tifffile
 import zarr
 
 from precomputed.catalog import Catalog, record_errors
+from precomputed.errors import InvalidSource
 from precomputed.ingest import IngestOptions, ingest
 from precomputed.omezarr import validate_image
 from precomputed.synthetic import make_em_volume, write_tiff_stack
@@ -209,3 +210,50 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path: Path) -> None:
     np.save(tmp_path / "v.npy", _volume(np.uint8, (4, 8, 8)))
     with pytest.raises(InvalidOption, match="cannot reach the Dask scheduler"):
         ingest(tmp_path / "v.npy", tmp_path / "r", "v", _options(scheduler=f"tcp://127.0.0.1:{port}"))
+
+
+def test_multi_series_ome_tiff_needs_series(tmp_path: Path, root: Path) -> None:
+    first, second = _volume(np.uint8, (3, 20, 30)), _volume(np.uint16, (5, 24, 18), seed=1)
+    with tifffile.TiffWriter(tmp_path / "m.ome.tif", ome=True) as w:
+        w.write(first, metadata={"axes": "ZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1, "PhysicalSizeZ": 1})
+        w.write(second, metadata={"axes": "ZYX", "PhysicalSizeX": 0.3, "PhysicalSizeY": 0.3, "PhysicalSizeZ": 2})
+    with pytest.raises(InvalidSource, match=r"holds 2 image series; choose one with --series N: 0: shape \(3, 20, 30\)"):
+        ingest(tmp_path / "m.ome.tif", root, "m", _options())
+    rec = ingest(tmp_path / "m.ome.tif", root, "m", _options(series=1))
+    assert record_errors(rec) == []
+    assert rec["shape"] == [18, 24, 5] and rec["dtype"] == "uint16" and rec["voxel_size"] == [300.0, 300.0, 2000.0]
+    assert rec["source"]["series"] == 1
+    assert_stores_equal_source(root, rec, second[None])
+
+
+def test_timepoint_of_a_time_series(tmp_path: Path, root: Path) -> None:
+    tzyx = np.stack([_volume(np.uint16, (6, 20, 30), seed=t) for t in range(4)])
+    tifffile.imwrite(tmp_path / "t.ome.tif", tzyx, ome=True, metadata={"axes": "TZYX"})
+    with pytest.raises(InvalidSource, match=r"time axis of size 4 .*--timepoint T \(0 to 3\)"):
+        ingest(tmp_path / "t.ome.tif", root, "t", _options())
+    rec = ingest(tmp_path / "t.ome.tif", root, "t", _options(timepoint=2))
+    assert rec["source"]["timepoint"] == 2 and rec["shape"] == [30, 20, 6]
+    assert "--timepoint 2 of 4" in rec["provenance"]["axes"]["detail"]
+    assert_stores_equal_source(root, rec, tzyx[2][None])
+
+
+def test_ome_zarr_origin_is_refused_or_dropped_on_request(tmp_path: Path, root: Path) -> None:
+    vol = _volume(np.uint8, (5, 20, 30))
+    group = zarr.open_group(tmp_path / "img.zarr", mode="w", zarr_format=2)
+    group.create_array("0", shape=vol.shape, dtype="uint8")[...] = vol
+    transforms = [{"type": "scale", "scale": [0.04, 0.004, 0.004]}, {"type": "translation", "translation": [0.4, 0.0, 1.2]}]
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],
+            "datasets": [{"path": "0", "coordinateTransformations": transforms}],
+        }
+    ]
+    with pytest.raises(InvalidSource, match=r"translation \(z=0.4 micrometer, y=0 micrometer, x=1.2 micrometer\).*--drop-origin"):
+        ingest(tmp_path / "img.zarr", root, "z", _options())
+    rec = ingest(tmp_path / "img.zarr", root, "z", _options(drop_origin=True))
+    assert record_errors(rec) == []
+    assert rec["voxel_size"] == [4.0, 4.0, 40.0]
+    assert rec["provenance"]["origin"]["source"] == "user"
+    assert rec["provenance"]["origin"]["detail"].startswith("--drop-origin: OME-Zarr dataset '0' translation (z=0.4")
+    assert_stores_equal_source(root, rec, vol[None])

@@ -256,7 +256,7 @@ def test_imagej_unit_spellings(tmp_path: Path, unit: str) -> None:
     assert reader.voxel_size.value == (0.5 * factor, 0.25 * factor, 2.0 * factor)
 
 
-def test_imagej_without_spacing_or_unit_has_no_voxel_size(tmp_path: Path) -> None:
+def test_imagej_without_spacing_keeps_xy_and_without_unit_has_none(tmp_path: Path) -> None:
     write_stack(
         tmp_path / "a",
         volume((1, 2, 4, 4), "uint8"),
@@ -267,7 +267,9 @@ def test_imagej_without_spacing_or_unit_has_no_voxel_size(tmp_path: Path) -> Non
     write_stack(
         tmp_path / "b", volume((1, 2, 4, 4), "uint8"), imagej=True, metadata={"spacing": 3.0}
     )
-    assert open_reader(make_spec(str(tmp_path / "a"))).voxel_size is None
+    xy_only = open_reader(make_spec(str(tmp_path / "a"))).voxel_size
+    assert xy_only is not None and xy_only.value == (500.0, 500.0, None)
+    assert "no z spacing" in xy_only.detail
     assert open_reader(make_spec(str(tmp_path / "b"))).voxel_size is None
 
 
@@ -275,7 +277,7 @@ def test_imagej_without_spacing_or_unit_has_no_voxel_size(tmp_path: Path) -> Non
     ("unit", "pixels_per_unit", "nm"), [("CENTIMETER", 2.5e6, 4.0), ("INCH", 254000.0, 100.0)]
 )
 def test_tiff_resolution_tags_xy_only(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, unit: str, pixels_per_unit: float, nm: float
+    tmp_path: Path, unit: str, pixels_per_unit: float, nm: float
 ) -> None:
     write_stack(
         tmp_path,
@@ -283,10 +285,10 @@ def test_tiff_resolution_tags_xy_only(
         resolution=(pixels_per_unit, pixels_per_unit),
         resolutionunit=unit,
     )
-    with caplog.at_level(logging.DEBUG, logger="precomputed.readers.tiff"):
-        reader = open_reader(make_spec(str(tmp_path)))
-    assert reader.voxel_size is None  # no z: voxel size stays unknown
-    assert f"x={nm} nm, y={nm} nm" in caplog.text
+    reader = open_reader(make_spec(str(tmp_path)))
+    # x and y are the file's; z is left for ingest to impute
+    assert reader.voxel_size is not None and reader.voxel_size.value == (nm, nm, None)
+    assert "XResolution/YResolution" in reader.voxel_size.detail
 
 
 # -- multi-page TIFF -------------------------------------------------------
@@ -389,10 +391,12 @@ def test_ome_tiff_default_unit_is_micrometre(tmp_path: Path) -> None:
     assert reader.voxel_size is not None and reader.voxel_size.value == (250.0, 250.0, 1500.0)
 
 
-def test_ome_tiff_without_z_size(tmp_path: Path) -> None:
-    meta = {"axes": "ZYX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25}
+def test_ome_tiff_without_z_size_keeps_xy(tmp_path: Path) -> None:
+    meta = {"axes": "ZYX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.5}
     tifffile.imwrite(tmp_path / "v.ome.tif", np.zeros((2, 5, 6), np.uint8), ome=True, metadata=meta)
-    assert open_reader(make_spec(str(tmp_path / "v.ome.tif"))).voxel_size is None
+    found = open_reader(make_spec(str(tmp_path / "v.ome.tif"))).voxel_size
+    assert found is not None and found.value == (250.0, 500.0, None)
+    assert found.detail == "OME-XML PhysicalSizeX/Y = 0.25/0.5 µm/µm"
 
 
 def test_user_axes_override_file_with_warning(
@@ -722,3 +726,215 @@ def test_random_boxes_read_back_equal(tmp_path_factory: pytest.TempPathFactory, 
             for start, stop in boxes:
                 expected = czyx[:, start[2] : stop[2], start[1] : stop[1], start[0] : stop[0]]
                 np.testing.assert_array_equal(reader.read(start, stop), expected)
+
+
+# -- HDF5 inputs that h5py alone describes poorly ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", r"is empty \(0 bytes\), not an HDF5 file"),
+        (b"II*\x00" + b"\x00" * 200, r"is not an HDF5 file \(no HDF5 signature in its 204 bytes\)"),
+    ],
+)
+def test_hdf5_not_an_hdf5_file_says_so(tmp_path: Path, content: bytes, message: str) -> None:
+    (tmp_path / "v.h5").write_bytes(content)
+    with pytest.raises(InvalidSource, match=message) as info:
+        open_reader(make_spec(str(tmp_path / "v.h5")))
+    assert "synchronously" not in str(info.value)  # h5py's wording stays out
+
+
+def test_hdf5_truncated_file_names_the_missing_bytes(tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        f["v"] = volume((1, 8, 32, 32), "uint16")[0]
+    data = (tmp_path / "v.h5").read_bytes()
+    (tmp_path / "v.h5").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InvalidSource, match=rf"truncated HDF5 file: {len(data) // 2} of its {len(data)} bytes"):
+        open_reader(make_spec(str(tmp_path / "v.h5")))
+
+
+def test_hdf5_key_that_is_a_group_lists_its_datasets(tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        f["volumes/raw"] = np.zeros((2, 3, 4), np.uint8)
+        f["other"] = np.zeros((2, 3, 4), np.uint8)
+    with pytest.raises(InvalidSource, match=r"'volumes' is a group, not a dataset; datasets in it: volumes/raw$"):
+        open_reader(make_spec(str(tmp_path / "v.h5"), dataset_key="volumes"))
+
+
+def test_hdf5_dangling_links_are_named(tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        f["raw"] = np.zeros((2, 3, 4), np.uint8)
+        f["ext"] = h5py.ExternalLink("elsewhere.h5", "/data")
+        f["soft"] = h5py.SoftLink("/gone")
+    with pytest.raises(InvalidSource, match=r"'ext' is an external link to elsewhere.h5:/data, which cannot be opened"):
+        open_reader(make_spec(str(tmp_path / "v.h5"), dataset_key="ext"))
+    with pytest.raises(InvalidSource, match=r"'soft' is a soft link to /gone, which does not exist"):
+        open_reader(make_spec(str(tmp_path / "v.h5"), dataset_key="soft"))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (np.uint8(3), r"dataset 'd' of shape \(\) is 0-D; an image needs at least y and x"),
+        (np.arange(5, dtype=np.uint8), r"dataset 'd' of shape \(5,\) is 1-D; an image needs at least y and x"),
+        (h5py.Empty("f4"), r"dataset 'd' is empty \(it has no dataspace\)"),
+        (np.zeros((0, 3, 4), np.uint8), r"array of shape \(0, 3, 4\) is empty"),
+    ],
+)
+def test_hdf5_datasets_that_are_no_image(tmp_path: Path, data: Any, message: str) -> None:
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        f["d"] = data
+    with pytest.raises(InvalidSource, match=message):
+        open_reader(make_spec(str(tmp_path / "v.h5")))
+
+
+def test_hdf5_filter_this_install_lacks_is_named_before_reading(tmp_path: Path) -> None:
+    if h5py.h5z.filter_avail(32001):
+        pytest.skip("the blosc filter is installed here")
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        d = f.create_dataset("d", shape=(4, 4, 4), dtype="u1", chunks=(2, 2, 2), compression=32001, allow_unknown_filter=True)
+        d.id.write_direct_chunk((0, 0, 0), b"\0" * 8)
+    with pytest.raises(InvalidSource, match=r"HDF5 filter 32001 \(blosc\), which this installation cannot decode; install it with: pip install hdf5plugin"):
+        open_reader(make_spec(str(tmp_path / "v.h5")))
+
+
+def test_hdf5_corrupt_chunk_is_a_clear_read_error(tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        d = f.create_dataset("d", shape=(4, 4, 4), dtype="u1", chunks=(4, 4, 4), compression="gzip")
+        d.id.write_direct_chunk((0, 0, 0), b"not deflate data")
+    with open_reader(make_spec(str(tmp_path / "v.h5"))) as reader:
+        with pytest.raises(InvalidSource, match=r"at box \(0, 0, 0\)..\(4, 4, 4\) \(x, y, z\): a chunk cannot be decoded") as info:
+            reader.read((0, 0, 0), (4, 4, 4))
+    assert "synchronously" not in str(info.value)
+
+
+def test_hdf5_2d_element_size_gives_x_and_y(tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        f["d"] = np.zeros((5, 6), np.uint8)
+        f["d"].attrs["element_size_um"] = [0.2, 0.1]  # y, x
+    reader = open_reader(make_spec(str(tmp_path / "v.h5")))
+    assert reader.voxel_size is not None and reader.voxel_size.value == (100.0, 200.0, None)
+
+
+# -- multi-series TIFF -----------------------------------------------------
+
+
+def _two_series(path: Path) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    first, second = volume((1, 3, 5, 6), "uint8")[0], volume((1, 2, 4, 7), "uint16", seed=1)[0]
+    with tifffile.TiffWriter(path, ome=True) as w:
+        w.write(first, metadata={"axes": "ZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1, "PhysicalSizeZ": 1})
+        w.write(second, metadata={"axes": "ZYX", "PhysicalSizeX": 0.3, "PhysicalSizeY": 0.3, "PhysicalSizeZ": 2})
+    return first, second
+
+
+def test_multi_series_ome_tiff_is_refused_with_the_list(tmp_path: Path) -> None:
+    _two_series(tmp_path / "m.ome.tif")
+    with pytest.raises(InvalidSource) as info:
+        open_reader(make_spec(str(tmp_path / "m.ome.tif")))
+    text = str(info.value)
+    assert "holds 2 image series; choose one with --series N" in text
+    assert "0: shape (3, 5, 6) axes ZYX uint8 'Image0'; 1: shape (2, 4, 7) axes ZYX uint16 'Image1'" in text
+
+
+def test_series_picks_one_with_its_own_metadata(tmp_path: Path) -> None:
+    _, second = _two_series(tmp_path / "m.ome.tif")
+    reader = check_boxes(str(tmp_path / "m.ome.tif"), second[None], series=1)
+    assert reader.voxel_size is not None and reader.voxel_size.value == (300.0, 300.0, 2000.0)
+    assert "of series 1 (2 in the file)" in reader.axes.detail
+
+
+def test_series_out_of_range_or_on_other_formats(tmp_path: Path) -> None:
+    _two_series(tmp_path / "m.ome.tif")
+    with pytest.raises(InvalidOption, match=r"--series 2 is out of range: .* holds 2 series \(0 to 1\)"):
+        open_reader(make_spec(str(tmp_path / "m.ome.tif"), series=2))
+    with pytest.raises(InvalidOption, match="non-negative integer"):
+        make_spec(str(tmp_path / "m.ome.tif"), series=-1)
+    np.save(tmp_path / "v.npy", np.zeros((2, 3, 4), np.uint8))
+    with pytest.raises(InvalidOption, match="--series picks an image series of one TIFF"):
+        make_spec(str(tmp_path / "v.npy"), series=0)
+
+
+# -- time series -----------------------------------------------------------
+
+
+def test_time_series_is_refused_naming_timepoint(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "t.ome.tif", np.zeros((3, 2, 5, 6), np.uint8), ome=True, metadata={"axes": "TZYX"})
+    with pytest.raises(InvalidSource, match=r"time axis of size 3 .* choose one with --timepoint T \(0 to 2\)"):
+        open_reader(make_spec(str(tmp_path / "t.ome.tif")))
+
+
+@pytest.mark.parametrize("fmt", ["ome-tiff", "hdf5", "npy", "zarr"])
+def test_timepoint_reads_that_timepoint(tmp_path: Path, fmt: str) -> None:
+    tczyx = np.stack([volume((2, 3, 5, 4), "uint16", seed=t) for t in range(3)])
+    data = tczyx.transpose(0, 2, 1, 3, 4)  # t z c y x
+    options: dict[str, Any] = {"timepoint": 1}
+    if fmt == "ome-tiff":
+        source = tmp_path / "t.ome.tif"
+        tifffile.imwrite(source, data, ome=True, photometric="minisblack", metadata={"axes": "TZCYX"})
+    elif fmt == "hdf5":
+        source = tmp_path / "t.h5"
+        with h5py.File(source, "w") as f:
+            f["d"] = data
+            f["d"].attrs["axes"] = "tzcyx"
+    elif fmt == "npy":
+        source = tmp_path / "t.npy"
+        np.save(source, data)
+        options["axes"] = "tzcyx"
+    else:
+        source = tmp_path / "t.zarr"
+        arr = zarr.create_array(source, shape=data.shape, chunks=(1, 2, 1, 3, 3), dtype="uint16", dimension_names=list("tzcyx"))
+        arr[...] = data
+    reader = check_boxes(str(source), tczyx[1], **options)
+    assert "--timepoint 1 of 3" in reader.axes.detail
+
+
+def test_timepoint_out_of_range_or_without_time_axis(tmp_path: Path) -> None:
+    np.save(tmp_path / "t.npy", np.zeros((3, 2, 5, 6), np.uint8))
+    with pytest.raises(InvalidOption, match=r"--timepoint 3 is out of range: the time axis has 3 timepoint\(s\), 0 to 2"):
+        open_reader(make_spec(str(tmp_path / "t.npy"), axes="tzyx", timepoint=3))
+    np.save(tmp_path / "v.npy", np.zeros((2, 5, 6), np.uint8))
+    with pytest.raises(InvalidOption, match="--timepoint 0: the array .* has no time axis"):
+        open_reader(make_spec(str(tmp_path / "v.npy"), timepoint=0))
+
+
+# -- OME-Zarr origin -------------------------------------------------------
+
+
+def _translated_ome_zarr(path: Path, translation: list[float]) -> npt.NDArray[Any]:
+    zyx = volume((1, 4, 6, 5), "uint8")[0]
+    group = zarr.open_group(path, mode="w", zarr_format=2)
+    group.create_array("0", shape=zyx.shape, dtype="uint8")[...] = zyx
+    transforms = [{"type": "scale", "scale": [1.0, 0.5, 0.5]}, {"type": "translation", "translation": translation}]
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],
+            "datasets": [{"path": "0", "coordinateTransformations": transforms}],
+        }
+    ]
+    return zyx
+
+
+def test_ome_zarr_translation_is_refused_naming_it(tmp_path: Path) -> None:
+    _translated_ome_zarr(tmp_path / "img.zarr", [10.0, 0.0, 2.5])
+    with pytest.raises(InvalidSource, match=r"OME-Zarr dataset '0' translation \(z=10 micrometer, y=0 micrometer, x=2.5 micrometer\).*pass --drop-origin"):
+        open_reader(make_spec(str(tmp_path / "img.zarr")))
+
+
+def test_ome_zarr_drop_origin_reads_and_records(tmp_path: Path) -> None:
+    zyx = _translated_ome_zarr(tmp_path / "img.zarr", [10.0, 0.0, 2.5])
+    reader = check_boxes(str(tmp_path / "img.zarr"), zyx[None], drop_origin=True)
+    assert reader.origin is not None and reader.origin.source == "user"
+    assert reader.origin.detail.startswith("--drop-origin: OME-Zarr dataset '0' translation (z=10")
+
+
+def test_ome_zarr_zero_translation_is_fine(tmp_path: Path) -> None:
+    zyx = _translated_ome_zarr(tmp_path / "img.zarr", [0.0, 0.0, 0.0])
+    assert check_boxes(str(tmp_path / "img.zarr"), zyx[None]).origin is None
+
+
+def test_drop_origin_on_other_formats_is_refused(tmp_path: Path) -> None:
+    np.save(tmp_path / "v.npy", np.zeros((2, 3, 4), np.uint8))
+    with pytest.raises(InvalidOption, match="--drop-origin applies to OME-Zarr images; this source is npy"):
+        make_spec(str(tmp_path / "v.npy"), drop_origin=True)
