@@ -29,6 +29,7 @@ __all__ = [
     "Xyz",
     "block_starts",
     "ceil_div",
+    "chunk_box",
     "chunk_grid",
     "grid_shape",
     "overlapping_blocks",
@@ -137,6 +138,13 @@ def grid_shape(size: Xyz, chunk: Xyz) -> Xyz:
     return tuple(ceil_div(n, c) for n, c in zip(size, chunk))  # type: ignore[return-value]
 
 
+def chunk_box(index: Xyz, chunk: Xyz, bounds: VoxelBox) -> VoxelBox:
+    """Chunk ``index`` (x, y, z) of the grid aligned to ``bounds.start``, clipped to ``bounds``."""
+    start = tuple(o + i * c for o, i, c in zip(bounds.start, index, chunk))
+    stop = tuple(min(s + c, e) for s, c, e in zip(start, chunk, bounds.stop))
+    return VoxelBox(start, stop)  # type: ignore[arg-type]
+
+
 def chunk_grid(box: VoxelBox, chunk: Xyz, bounds: VoxelBox) -> Iterator[tuple[Xyz, VoxelBox]]:
     """``(chunk index, chunk box clipped to bounds)`` for every chunk that ``box`` touches.
 
@@ -151,10 +159,7 @@ def chunk_grid(box: VoxelBox, chunk: Xyz, bounds: VoxelBox) -> Iterator[tuple[Xy
         return
     ranges = [range((a - o) // c, ceil_div(b - o, c)) for a, b, o, c in zip(inner.start, inner.stop, bounds.start, chunk)]
     for iz, iy, ix in itertools.product(ranges[2], ranges[1], ranges[0]):
-        index = (ix, iy, iz)
-        start = tuple(o + i * c for o, i, c in zip(bounds.start, index, chunk))
-        stop = tuple(min(s + c, e) for s, c, e in zip(start, chunk, bounds.stop))
-        yield index, VoxelBox(start, stop)  # type: ignore[arg-type]
+        yield (ix, iy, iz), chunk_box((ix, iy, iz), chunk, bounds)
 
 
 def tile_boxes(shape: Xyz, tile: Xyz, *, within: VoxelBox | None = None) -> tuple[VoxelBox, ...]:

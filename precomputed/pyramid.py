@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Mip", "downsample_average", "downsample_mode", "plan_pyramid"]
+from .geometry import Xyz, ceil_div
 
-Xyz = tuple[int, int, int]
+__all__ = ["Mip", "downsample_average", "downsample_mode", "plan_pyramid"]
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def plan_pyramid(
         mips.append(
             Mip(
                 last.level + 1,
-                tuple(-(-n // f) for n, f in zip(last.shape, factor)),  # type: ignore[arg-type]
+                tuple(ceil_div(n, f) for n, f in zip(last.shape, factor)),  # type: ignore[arg-type]
                 tuple(v * f for v, f in zip(last.voxel_size, factor)),  # type: ignore[arg-type]
                 factor,
             )
@@ -110,7 +110,7 @@ def _counts(shape_zyx: tuple[int, ...], factor_zyx: tuple[int, int, int]) -> npt
     """How many real voxels each output voxel averages (fewer at odd edges)."""
     per_axis = []
     for n, f in zip(shape_zyx, factor_zyx):
-        m = -(-n // f)
+        m = ceil_div(n, f)
         cnt = np.full(m, f, dtype=np.int64)
         if n % f:
             cnt[-1] = n % f

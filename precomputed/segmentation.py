@@ -47,6 +47,7 @@ from . import meshes as mesh_format
 from .catalog import Catalog
 from .errors import DatasetExists, DatasetNotFound, InvalidOption
 from .execution import run_tasks
+from .geometry import tile_boxes
 from .ingest import STAGING, local_root, validate_id
 from .ingest_tasks import thread_handle
 from .pyramid import Mip
@@ -479,12 +480,6 @@ def _write_array(writer: SegmentationWriter, labels: npt.NDArray[Any], offset: X
     writer._check_ids(labels)  # once for the whole array, so no block fails half-way
     # blocks of the pass-0 task size, aligned to the chunk grid, covering the labels' box
     grid = plan_passes(writer.mips, writer.chunk_size, voxel_bytes=writer.dtype.itemsize, task_bytes=DEFAULT_TASK_BYTES)[0].box_size
-    lo = [a // g * g for a, g in zip(start, grid)]
-    boxes = [
-        Box((x, y, z), (min(x + grid[0], shape[0]), min(y + grid[1], shape[1]), min(z + grid[2], shape[2])))  # type: ignore[arg-type]
-        for z in range(lo[2], stop[2], grid[2])
-        for y in range(lo[1], stop[1], grid[1])
-        for x in range(lo[0], stop[0], grid[0])
-    ]
+    boxes = tile_boxes(shape, grid, within=Box(start, stop))  # type: ignore[arg-type]
     # the array lives in this process: threads share it without copies
     run_tasks(partial(write_region, writer, labels, start), boxes, scheduler="threads", workers=workers, progress=False, desc=f"{writer.name} mip 0")

@@ -20,6 +20,7 @@ from cloudvolume import CloudVolume
 
 from . import checksum_writes, image_layer, omezarr, segment_properties
 from . import meshes as mesh_format
+from .geometry import projection
 from .ingest_tasks import thread_handle, write_marker
 from .pyramid import Mip, downsample_mode
 from .tasks import Box
@@ -103,12 +104,11 @@ def run_job(job: SegJob) -> None:
 
 def write_region(writer: Any, labels: npt.NDArray[Any], offset: Xyz, box: Box) -> None:
     """Write the aligned ``box`` from ``labels`` placed at ``offset``; outside it, background."""
-    lo = [max(a, o) for a, o in zip(box.start, offset)]
-    hi = [min(b, o + n) for b, o, n in zip(box.stop, offset, labels.shape[::-1])]
-    src = tuple(slice(a - o, b - o) for a, b, o in zip(reversed(lo), reversed(hi), reversed(offset)))
-    if tuple(lo) == box.start and tuple(hi) == box.stop:
+    placed = Box.from_offset_size(offset, labels.shape[::-1])  # type: ignore[arg-type]
+    dst, src = projection(box, placed)
+    if placed.contains(box):
         block = labels[src]
     else:
         block = np.zeros(box.shape[::-1], dtype=labels.dtype)
-        block[tuple(slice(a - s, b - s) for a, b, s in zip(reversed(lo), reversed(hi), reversed(box.start)))] = labels[src]
+        block[dst] = labels[src]
     writer.write_block(box.start, block)

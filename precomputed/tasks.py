@@ -11,32 +11,15 @@ budget allows, which bounds memory by the task size, never the volume size.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
+from .geometry import VoxelBox, Xyz, tile_boxes
 from .pyramid import Mip
 
 __all__ = ["Box", "Pass", "plan_passes"]
 
-Xyz = tuple[int, int, int]
-
-
-@dataclass(frozen=True)
-class Box:
-    """``[start, stop)`` in (x, y, z) voxels of some mip."""
-
-    start: Xyz
-    stop: Xyz
-
-    @property
-    def shape(self) -> Xyz:
-        return tuple(b - a for a, b in zip(self.start, self.stop))  # type: ignore[return-value]
-
-    def scaled(self, factor: Xyz, limit: Xyz) -> Box:
-        """The box this one covers at a coarser mip (ceil division, clipped to ``limit``)."""
-        start = tuple(a // f for a, f in zip(self.start, factor))
-        stop = tuple(min(-(-b // f), n) for b, f, n in zip(self.stop, factor, limit))
-        return Box(start, stop)  # type: ignore[arg-type]
+Box = VoxelBox
+"""A task's box, ``[start, stop)`` in (x, y, z) voxels of some mip (a :class:`~precomputed.geometry.VoxelBox`)."""
 
 
 @dataclass(frozen=True)
@@ -55,17 +38,6 @@ def _cumulative(mips: list[Mip], first: int, last: int) -> Xyz:
     for mip in mips[first + 1 : last + 1]:
         out = [o * f for o, f in zip(out, mip.factor)]
     return tuple(out)  # type: ignore[return-value]
-
-
-def _grid(shape: Xyz, box: Xyz) -> tuple[Box, ...]:
-    ranges = [range(0, n, b) for n, b in zip(shape, box)]
-    out = []
-    # z outermost so consecutive tasks read consecutive slices of a stack
-    for z, y, x in itertools.product(ranges[2], ranges[1], ranges[0]):
-        start = (x, y, z)
-        stop = tuple(min(s + b, n) for s, b, n in zip(start, box, shape))
-        out.append(Box(start, stop))  # type: ignore[arg-type]
-    return tuple(out)
 
 
 def plan_passes(mips: list[Mip], chunk_size: Xyz, *, voxel_bytes: int, task_bytes: int) -> list[Pass]:
@@ -99,7 +71,7 @@ def plan_passes(mips: list[Mip], chunk_size: Xyz, *, voxel_bytes: int, task_byte
         # a box smaller than the whole mip must stay aligned to the coarsest mip's chunks
         box_size = tuple(c * f if c * f < n else n for c, f, n in zip(chunk_size, best, mips[read].shape))
         passes.append(
-            Pass(len(passes), read, tuple(range(first_write, last + 1)), box_size, _grid(mips[read].shape, box_size))  # type: ignore[arg-type]
+            Pass(len(passes), read, tuple(range(first_write, last + 1)), box_size, tile_boxes(mips[read].shape, box_size))  # type: ignore[arg-type]
         )
         read = last
         first_write = last + 1

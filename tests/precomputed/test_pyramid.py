@@ -116,3 +116,36 @@ def _brute_mode(a: np.ndarray, factor: tuple[int, int, int]) -> np.ndarray:
 def test_mode_equals_brute_force(z: int, y: int, x: int, labels: int, factor: tuple[int, int, int], seed: int) -> None:
     a = np.random.default_rng(seed).integers(0, labels, size=(1, z, y, x)).astype(np.uint32)
     np.testing.assert_array_equal(downsample_mode(a, factor), _brute_mode(a, factor))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 300), st.integers(1, 300), st.integers(1, 80)),
+    chunk=st.sampled_from([(16, 16, 8), (32, 32, 16), (64, 64, 8)]),
+    task_kib=st.sampled_from([4, 64, 1024]),
+)
+def test_pass_boxes_tile_each_mip_once_in_whole_chunks(shape: tuple[int, int, int], chunk: tuple[int, int, int], task_kib: int) -> None:
+    from precomputed.geometry import VoxelBox
+    from precomputed.tasks import plan_passes
+
+    mips = plan_pyramid(shape, (4.0, 4.0, 40.0), chunk)
+    passes = plan_passes(mips, chunk, voxel_bytes=1, task_bytes=task_kib << 10)
+    assert [m for p in passes for m in p.write_mips] == list(range(len(mips)))
+    for p in passes:
+        read = mips[p.read_mip]
+        count = np.zeros(read.shape[::-1], np.int64)
+        for box in p.boxes:
+            assert isinstance(box, VoxelBox)
+            count[box.slices_zyx()] += 1
+        assert np.all(count == 1)  # the read mip, each voxel in one task
+        for level in p.write_mips:
+            seen = np.zeros(mips[level].shape[::-1], np.int64)
+            for box in p.boxes:
+                out = box
+                for m in range(p.read_mip + 1, level + 1):
+                    out = out.scaled(mips[m].factor, mips[m].shape)
+                # written in whole chunks except at the volume's edge, and by one task only
+                assert all(a % c == 0 for a, c in zip(out.start, chunk))
+                assert all(b % c == 0 or b == n for b, c, n in zip(out.stop, chunk, mips[level].shape))
+                seen[out.slices_zyx()] += 1
+            assert np.all(seen == 1)
