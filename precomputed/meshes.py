@@ -5,6 +5,7 @@ Layout, inside the layer folder::
     mesh/info                              {"@type": "neuroglancer_legacy_mesh"}
     mesh/<id>:0                            manifest: {"fragments": [names, sorted]}
     mesh/<id>:0:<x0>-<x1>_<y0>-<y1>_<z0>-<z1>   one fragment per segment per task box
+    mesh/<id>:0:empty                      a zero-vertex fragment (segments too small to mesh)
 
 Fragments are meshed at mip 1 (mip 0 when the pyramid has one level), one
 per segment per task box (named by its mip-0 voxels ``[x0, x1)`` ...), from
@@ -16,6 +17,14 @@ padding), inner sides are left open for the neighbour. Vertices are in nm,
 voxel-centred (voxel ``i`` spans ``[i, i + 1) * voxel_size``, as Neuroglancer
 draws it). Fragment files are CloudVolume's ``Mesh.to_precomputed`` bytes,
 stored uncompressed.
+
+Every segment listed in the segment properties has a manifest. A segment of
+a few voxels can vanish from mip 1 (the mode pyramid keeps the majority of
+each 2x2x1 window) and so have no surface; it gets a manifest naming one
+zero-vertex fragment (``<uint32 0>``), which Neuroglancer draws as nothing
+and CloudVolume's ``mesh.get`` returns as an empty ``Mesh``. A manifest of
+``{"fragments": []}`` would not do: CloudVolume then fails concatenating no
+meshes, and a missing manifest fails both readers.
 
 Mip 1 and not mip 0: zmesh's quadric simplification dominates the cost and
 scales with the faces; at mip 1 (2x2x1 for serial-section EM) it was ~4x
@@ -32,6 +41,7 @@ millions of segments, not for the prediction layers written here.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -39,7 +49,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MESH_DIR", "fragment_name", "mesh_box", "write_mesh_info", "write_manifests"]
+from .atomic import replace_bytes
+
+__all__ = ["EMPTY_FRAGMENT", "MESH_DIR", "empty_fragment_name", "fragment_name", "mesh_box", "write_manifests", "write_mesh_info"]
+
+log = logging.getLogger(__name__)
 
 MESH_DIR = "mesh"
 # zmesh's quadric simplification: aim for 1/REDUCTION of the faces, moving no vertex
@@ -47,6 +61,8 @@ MESH_DIR = "mesh"
 REDUCTION = 100
 
 Xyz = tuple[int, int, int]
+EMPTY_FRAGMENT = np.zeros(1, dtype="<u4").tobytes()
+"""A legacy mesh fragment of no vertices and no triangles."""
 
 
 def fragment_name(segid: int, start: Xyz, stop: Xyz) -> str:
@@ -54,11 +70,14 @@ def fragment_name(segid: int, start: Xyz, stop: Xyz) -> str:
     return f"{segid}:0:" + "_".join(f"{a}-{b}" for a, b in zip(start, stop))
 
 
+def empty_fragment_name(segid: int) -> str:
+    """``<id>:0:empty``: the zero-vertex fragment of a segment too small to mesh."""
+    return f"{segid}:0:empty"
+
+
 def _atomic_write(path: str, data: bytes) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    # no fsync: like chunks, fragments are rewritten by a rerun, and the rename keeps readers whole
+    replace_bytes(path, data, durable=False)
 
 
 def mesh_box(
@@ -119,8 +138,28 @@ def write_mesh_info(mesh_dir: str) -> None:
     _atomic_write(os.path.join(mesh_dir, "info"), json.dumps({"@type": "neuroglancer_legacy_mesh"}).encode())
 
 
-def write_manifests(mesh_dir: str, fragments: Mapping[int, Iterable[str]]) -> None:
-    """One ``<id>:0`` manifest per segment listing its fragments (sorted, so reruns are identical)."""
-    for segid, names in fragments.items():
-        text = json.dumps({"fragments": sorted(names)})
-        _atomic_write(os.path.join(mesh_dir, f"{segid}:0"), text.encode())
+def write_manifests(mesh_dir: str, fragments: Mapping[int, Iterable[str]], *, segments: Iterable[int] = ()) -> list[int]:
+    """One ``<id>:0`` manifest per segment listing its fragments (sorted, so reruns are identical).
+
+    Parameters
+    ----------
+    fragments
+        ``{id: fragment names}`` of the segments that were meshed.
+    segments
+        Every id of the layer (those of the segment properties); an id
+        without fragments gets the zero-vertex fragment, so each has a mesh.
+
+    Returns
+    -------
+    The sorted ids given an empty mesh.
+    """
+    empty = sorted({int(s) for s in segments} - {int(s) for s in fragments})
+    for segid in empty:
+        _atomic_write(os.path.join(mesh_dir, empty_fragment_name(segid)), EMPTY_FRAGMENT)
+    manifests: dict[int, list[str]] = {int(k): sorted(v) for k, v in fragments.items()}
+    manifests.update({segid: [empty_fragment_name(segid)] for segid in empty})
+    for segid, names in manifests.items():
+        _atomic_write(os.path.join(mesh_dir, f"{segid}:0"), json.dumps({"fragments": names}).encode())
+    if empty:
+        log.info("%d segments too small to mesh at the mesh mip get an empty mesh", len(empty))
+    return empty

@@ -42,15 +42,16 @@ import numpy.typing as npt
 from cloudvolume import CloudVolume
 from filelock import FileLock, Timeout
 
-from . import checksum_writes, image_layer, labels, segment_properties
+from . import checksum_writes, image_layer, labels, segment_properties, segmentation_commit
 from . import meshes as mesh_format
 from .catalog import Catalog
 from .errors import DatasetExists, DatasetNotFound, InvalidOption
 from .execution import run_tasks
 from .geometry import tile_boxes
-from .ingest import STAGING, local_root, validate_id
+from .ingest import local_root, validate_id
 from .ingest_tasks import thread_handle
 from .pyramid import Mip
+from .segmentation_options import SegmentationOptions, with_overrides
 from .segmentation_tasks import SegJob, run_job, write_region
 from .tasks import Box, plan_passes
 
@@ -110,7 +111,7 @@ class SegmentationWriter:
     # paths ------------------------------------------------------------------
     @staticmethod
     def _staging_of(root: Path, dataset_id: str, name: str) -> Path:
-        return root / STAGING / dataset_id / name
+        return segmentation_commit.staging_folder(root, dataset_id, name)
 
     @property
     def staging(self) -> Path:
@@ -179,6 +180,7 @@ class SegmentationWriter:
         if str(dtype) not in DTYPES:
             raise InvalidOption(f"segmentation dtype must be one of {', '.join(DTYPES)}, got {dtype}")
         root_path = local_root(root)
+        segmentation_commit.resume_commit(root_path, dataset_id, name)  # a killed commit lands before anything is discarded
         record = Catalog(root_path).get(dataset_id)
         if not overwrite and (name in record["layers"] or (root_path / "precomputed" / dataset_id / name).exists()):
             raise DatasetExists(f"dataset {dataset_id!r} has a layer {name!r} already; pass overwrite=True to replace it")
@@ -309,6 +311,8 @@ class SegmentationWriter:
         except Timeout as exc:
             raise DatasetExists(f"layer {self.name!r} of {self.dataset_id!r} is being finalised by another process") from exc
         try:
+            if segmentation_commit.read_journal(staging) is not None:  # killed while committing: finish that
+                return segmentation_commit.finish_commit(self.root, self.dataset_id, self.name)
             ids, counts, fragments = self._build(meshes, workers=workers, scheduler=scheduler, progress=progress, task_bytes=task_bytes)
             checksum_writes.merge_fragments(self.layer_path)
             segment_properties.write_properties(self.layer_path, segment_properties.properties_info(ids, counts, names))
@@ -316,7 +320,7 @@ class SegmentationWriter:
             mesh_dir = os.path.join(self.layer_path, mesh_format.MESH_DIR)
             if meshes:
                 mesh_format.write_mesh_info(mesh_dir)
-                mesh_format.write_manifests(mesh_dir, fragments)
+                mesh_format.write_manifests(mesh_dir, fragments, segments=ids)
                 vol.info["mesh"] = mesh_format.MESH_DIR
             else:
                 shutil.rmtree(mesh_dir, ignore_errors=True)
@@ -371,52 +375,8 @@ class SegmentationWriter:
         return ids, counts, fragments
 
     def _commit(self, layer: dict[str, Any]) -> dict[str, Any]:
-        """Move both stores into place and write the record, as one step under the catalog lock."""
-        catalog = Catalog(self.root)
-        final_layer = self.root / "precomputed" / self.dataset_id / self.name
-        trash = self.root / STAGING / f".trash-{self.dataset_id}-{self.name}-{os.getpid()}"
-        overwrite = json.loads((self.staging / "writer.json").read_text()).get("overwrite", False)
-        with catalog.lock():
-            record = catalog.get(self.dataset_id)
-            if self.name in record["layers"] and not overwrite:
-                raise DatasetExists(f"dataset {self.dataset_id!r} got a layer {self.name!r} meanwhile; create it with overwrite=True to replace it")
-            old_version = record["layers"].get(self.name, {}).get("version")
-            if old_version is not None and layer["version"] <= old_version:
-                raise RuntimeError(f"internal: version {layer['version']} is not after {old_version}")
-            labels_group = self.root / record["stores"]["zarr"] / "labels"
-            final_labels = labels_group / self.name
-            trash.mkdir(parents=True, exist_ok=True)
-            moved = []
-            for path, parked in ((final_layer, trash / "layer"), (final_labels, trash / "labels")):
-                if path.exists():
-                    os.replace(path, parked)
-                    moved.append((path, parked))
-            final_layer.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.layer_path, final_layer)
-            listed = labels.ensure_labels_group(labels_group)
-            os.replace(self._zarr_path, final_labels)
-            try:
-                labels.set_labels(labels_group, listed + [self.name] if self.name not in listed else listed)
-
-                def change(old: dict[str, Any] | None) -> dict[str, Any]:
-                    if old is None:
-                        raise DatasetNotFound(f"dataset {self.dataset_id!r} was removed from the catalog meanwhile")
-                    new = dict(old)
-                    new["layers"] = {**old["layers"], self.name: layer}
-                    new["updated"] = layer["version"]
-                    return new
-
-                catalog.update(self.dataset_id, change)
-            except BaseException:
-                os.replace(final_layer, self.layer_path)
-                os.replace(final_labels, self._zarr_path)
-                labels.set_labels(labels_group, listed)
-                for path, parked in moved:
-                    os.replace(parked, path)
-                raise
-        shutil.rmtree(trash, ignore_errors=True)
-        shutil.rmtree(self.staging, ignore_errors=True)
-        return layer
+        """Move both stores into place and write the record (:mod:`precomputed.segmentation_commit`)."""
+        return segmentation_commit.commit_layer(self.root, self.dataset_id, self.name, layer)
 
 
 
@@ -429,44 +389,36 @@ def write_segmentation(
     name: str,
     labels: npt.NDArray[Any] | Iterable[tuple[Xyz, npt.NDArray[Any]]],
     *,
-    offset: Xyz = (0, 0, 0),
-    mip: int = 0,
-    provenance: dict[str, Any] | None = None,
-    dtype: str = "uint32",
-    class_names: Mapping[int, str] | None = None,
-    meshes: bool = True,
-    overwrite: bool = False,
-    workers: int | None = None,
-    scheduler: str | None = None,
+    options: SegmentationOptions | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """Write a segmentation layer of ``dataset_id`` and catalog it.
 
     Parameters
     ----------
     labels
-        A whole C-order ``[z, y, x]`` array of ids placed at ``offset`` (x, y,
-        z; it must fit the image's bounds, the rest is background), or an
+        A whole C-order ``[z, y, x]`` array of ids placed at ``options.offset``
+        (x, y, z; it must fit the image's bounds, the rest is background), or an
         iterable of ``(offset_xyz, block_zyx)`` chunk-aligned blocks.
-    mip
-        Only 0 is supported: the pyramid is built from mip 0.
-    provenance, class_names, meshes, workers, scheduler
-        See :meth:`SegmentationWriter.finalize`.
-    dtype, overwrite
-        See :meth:`SegmentationWriter.create`.
+    options
+        A :class:`~precomputed.segmentation_options.SegmentationOptions`
+        (default: its defaults).
+    **overrides
+        Fields of ``options`` to replace (``meshes=False``, ``overwrite=True``, ...).
 
     Returns
     -------
     The layer's catalog record.
     """
-    if mip != 0:
-        raise InvalidOption(f"segmentation layers are written at mip 0 (the pyramid is built from it); got mip={mip}")
-    writer = SegmentationWriter.create(root, dataset_id, name, dtype=dtype, overwrite=overwrite)
+    opts = with_overrides(options, overrides)
+    writer = SegmentationWriter.create(root, dataset_id, name, dtype=opts.dtype, overwrite=opts.overwrite)
     if isinstance(labels, np.ndarray):
-        _write_array(writer, labels, offset, workers)
+        _write_array(writer, labels, opts.offset, opts.workers)
     else:
         for block_offset, block in labels:
             writer.write_block(block_offset, block)
-    return writer.finalize(provenance=provenance or {}, class_names=class_names, meshes=meshes, workers=workers, scheduler=scheduler)
+    provenance = dict(opts.provenance or {})
+    return writer.finalize(provenance=provenance, class_names=opts.class_names, meshes=opts.meshes, workers=opts.workers, scheduler=opts.scheduler, progress=opts.progress)
 
 
 def _write_array(writer: SegmentationWriter, labels: npt.NDArray[Any], offset: Xyz, workers: int | None) -> None:

@@ -1,5 +1,6 @@
-"""The ``blockio`` command: one module per subcommand, each imported only when
-that subcommand runs, so ``blockio --help`` stays fast."""
+"""The ``blockio`` command: one module per subcommand (ingest, catalog, serve,
+demo, predict, evaluate), each importing its heavy dependencies only when it
+runs, so ``blockio --help`` stays fast."""
 
 from __future__ import annotations
 

@@ -9,26 +9,78 @@
    and with ``--train`` a tiny 3-D CNN trained for about a minute as ``cnn``;
    each evaluated against the truth (adapted Rand error, VI).
 4. The review page on localhost, with the overlay of raw | raw + prediction.
+
+The port is checked before any of this, so a busy one costs nothing.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 
-import numpy as np
+from blockio.cli.arguments import add_root, root_of, xyz
 
-__all__ = ["DEMO_ID", "run_demo"]
+__all__ = ["DEMO_ID", "add_parser", "run", "run_demo"]
 
 log = logging.getLogger(__name__)
 DEMO_ID = "demo"
 DEMO_VOXEL_SIZE = (8.0, 8.0, 40.0)
+DEMO_HOST = "127.0.0.1"
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``demo`` on the subcommand table ``sub``."""
+    p = sub.add_parser(
+        "demo",
+        help="synthetic data, ingest, truth + prediction layers, evaluation, review page",
+        description="Make a synthetic EM-like volume with ground-truth cells, write it as a TIFF stack with resolution tags "
+        f"and ingest it as dataset '{DEMO_ID}'; write the ground truth as layer 'truth' and a classical membrane + watershed "
+        "model's prediction as layer 'pred' (both with meshes), evaluate the prediction (adapted Rand error, VI), then "
+        "serve the review page. --train also trains a tiny 3-D CNN (layer 'cnn'). A new root is created.",
+    )
+    add_root(p)
+    p.add_argument("--shape", type=xyz(int), default=(512, 512, 128), help="x,y,z size (default 512,512,128)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic volume (default 0)")
+    p.add_argument("--no-serve", action="store_true", help="exit after the evaluation instead of serving the review page")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--train", action="store_true", help="also train a tiny 3-D CNN (about a minute, needs torch) and evaluate it as layer 'cnn'")
+    p.add_argument("--port", type=int, default=8000, help="port of the review page (default 8000); checked before any work")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``blockio demo``: returns the exit status."""
+    return run_demo(root=root_of(args), shape=args.shape, seed=args.seed, serve=not args.no_serve, progress=False if args.quiet else None, train=args.train, port=args.port)
 
 
 def run_demo(*, root: str, shape: tuple[int, int, int] = (512, 512, 128), seed: int = 0, serve: bool = True, progress: bool | None = None, train: bool = False, port: int = 8000) -> int:
-    """Make the demo data, ingest it; returns the exit status."""
+    """Make the demo data, ingest it, write and evaluate its layers, serve them; returns the exit status.
+
+    Parameters
+    ----------
+    root
+        The store root, created when missing.
+    shape
+        (x, y, z) size of the synthetic volume.
+    seed
+        Seed of the synthetic volume.
+    serve
+        Serve the review page at the end (on 127.0.0.1:``port``).
+    progress
+        Progress bars (default: when stdout is a terminal).
+    train
+        Also train a tiny 3-D CNN (needs torch) and write its layer ``cnn``.
+    port
+        Port of the review page; a busy one is refused before any work.
+    """
+    if serve and not _port_free(port, root):
+        return 1
+    import numpy as np
+
     from precomputed.ingest import IngestOptions, ingest, local_root
     from precomputed.synthetic import make_em_volume, write_tiff_stack
 
@@ -52,10 +104,9 @@ def run_demo(*, root: str, shape: tuple[int, int, int] = (512, 512, 128), seed: 
     print(f"  OME-Zarr:    {root_path / record['stores']['zarr']}")
     print(f"  precomputed: {root_path / record['stores']['precomputed']}")
     print(f"  catalog:     {root_path / 'catalog.json'}   (blockio catalog show {DEMO_ID} --root {root})")
-    from precomputed.segmentation import write_segmentation
-
     from blockio.inference.evaluate import evaluate
     from blockio.inference.run import run_inference
+    from precomputed.segmentation import write_segmentation
 
     t2 = time.monotonic()
     write_segmentation(root_path, DEMO_ID, "truth", volume.labels, provenance={"source": "precomputed.synthetic.make_em_volume", "seed": seed}, overwrite=True)
@@ -81,16 +132,29 @@ def run_demo(*, root: str, shape: tuple[int, int, int] = (512, 512, 128), seed: 
               f"adapted Rand error {m['adapted_rand_error']:.3f}, VI split {m['vi_split']:.3f} + merge {m['vi_merge']:.3f} bits", flush=True)
     if not serve:
         return 0
+    if not _port_free(port, root):  # taken while the demo worked: print no URL that belongs to another program
+        return 1
     from werkzeug.serving import run_simple
 
-    from blockio.serving.app import create_app
+    from blockio.serving import create_app
 
     app = create_app({"BLOCKIO_ROOT": str(root_path)})
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://{DEMO_HOST}:{port}"
     print(f"review page: {base}/   overlay: {base}/view/{DEMO_ID}?layout=overlay&pred=pred   (Ctrl-C to stop)", flush=True)
     try:
-        run_simple("127.0.0.1", port, app, threaded=True, use_reloader=False)
-    except OSError as exc:
+        run_simple(DEMO_HOST, port, app, threaded=True, use_reloader=False)
+    except OSError as exc:  # taken between the check and the bind
         print(f"blockio: error: cannot serve on port {port}: {exc.strerror or exc}; rerun with --port N, or `blockio serve --root {root}`", file=sys.stderr)
         return 1
     return 0
+
+
+def _port_free(port: int, root: str) -> bool:
+    """True when the review page can listen on ``port``; else one error line naming a free port."""
+    from blockio.cli.ports import busy_port_message
+
+    busy = busy_port_message(DEMO_HOST, port)
+    if busy is None:
+        return True
+    print(f"blockio: error: {busy} (or --no-serve, then `blockio serve --root {root} --port N`)", file=sys.stderr)
+    return False

@@ -21,18 +21,16 @@ The result is stored in the catalog under
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import sys
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from blockio.errors import BlockioError, InvalidRequest
+from blockio.errors import InvalidRequest
 
-__all__ = ["ContingencyTable", "cmd_evaluate", "evaluate", "scores"]
+__all__ = ["ContingencyTable", "evaluate", "scores"]
 
 SLAB_VOXELS = 1 << 24
 """Voxels per z-slab read (about 64 MiB of uint32 per layer)."""
@@ -142,10 +140,9 @@ def evaluate(root: str | os.PathLike[str], dataset_id: str, pred: str, truth: st
         ``vi_split``, ``vi_merge``, ``vi`` (bits), ``voxels`` (truth != 0),
         ``truth_segments``, ``pred_segments``, ``ignore`` and ``evaluated``.
     """
+    from blockio.store import Store
     from precomputed.catalog import Catalog, now
     from precomputed.ingest import local_root
-
-    from blockio.store import Store
 
     root_path = local_root(root)
     store = Store(root_path, cache_bytes=0)
@@ -182,34 +179,3 @@ def evaluate(root: str | os.PathLike[str], dataset_id: str, pred: str, truth: st
 
         Catalog(root_path).update(dataset_id, change)
     return result
-
-
-def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments of ``blockio evaluate`` (after ``--root``)."""
-    p.add_argument("dataset_id", metavar="ID", help="dataset id")
-    p.add_argument("--pred", required=True, help="the predicted segmentation layer")
-    p.add_argument("--truth", required=True, help="the ground-truth segmentation layer (label 0 is ignored)")
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-
-
-def cmd_evaluate(args: argparse.Namespace, root: str) -> int:
-    """``blockio evaluate``: prints the metrics; user errors print one line."""
-    import json
-
-    from precomputed.errors import PrecomputedError
-
-    try:
-        result = evaluate(root, args.dataset_id, args.pred, args.truth)
-    except (BlockioError, PrecomputedError) as exc:
-        print(f"blockio: error: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(result, indent=1))
-    else:
-        print(
-            f"{args.dataset_id}: {args.pred} vs {args.truth}: adapted Rand error {result['adapted_rand_error']:.4f} "
-            f"(precision {result['rand_precision']:.4f}, recall {result['rand_recall']:.4f}), "
-            f"VI split {result['vi_split']:.4f} + merge {result['vi_merge']:.4f} = {result['vi']:.4f} bits "
-            f"over {result['voxels']} voxels, {result['truth_segments']} true / {result['pred_segments']} predicted segments"
-        )
-    return 0

@@ -162,8 +162,73 @@ def test_unknown_unit(capsys: pytest.CaptureFixture[str], root: Path, npy: Path)
     assert "furlong" in fail(capsys, "ingest", str(npy), "--id", "v", "--root", str(root), "--voxel-size", "1,1,1", "--unit", "furlong")
 
 
-def test_unknown_dataset(capsys: pytest.CaptureFixture[str], root: Path) -> None:
+def test_unknown_dataset(capsys: pytest.CaptureFixture[str], root: Path, npy: Path) -> None:
+    run(capsys, "ingest", str(npy), "--id", "v", "--root", str(root), "--quiet")
     assert "no dataset 'x'" in fail(capsys, "catalog", "show", "x", "--root", str(root))
+
+
+@pytest.mark.parametrize("action", [["list"], ["list", "--json"], ["show", "v"], ["missing"], ["validate"]])
+def test_catalog_refuses_a_root_that_does_not_exist(capsys: pytest.CaptureFixture[str], tmp_path: Path, action: list[str]) -> None:
+    line = fail(capsys, "catalog", *action, "--root", str(tmp_path / "typo"))
+    assert line == f"blockio: error: no blockio store at {tmp_path / 'typo'}: no catalog.json (the folder does not exist); create one with blockio ingest or blockio demo"
+    assert not (tmp_path / "typo").exists()
+
+
+def test_catalog_refuses_a_folder_without_a_catalog(capsys: pytest.CaptureFixture[str], root: Path) -> None:
+    line = fail(capsys, "catalog", "list", "--root", str(root))
+    assert line == f"blockio: error: no blockio store at {root}: no catalog.json; create one with blockio ingest or blockio demo"
+    assert list(root.iterdir()) == []
+
+
+def test_catalog_reads_the_default_root_from_the_environment(capsys: pytest.CaptureFixture[str], root: Path, npy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run(capsys, "ingest", str(npy), "--id", "v", "--root", str(root), "--quiet")
+    monkeypatch.setenv("BLOCKIO_ROOT", str(root))
+    code, out, _ = run(capsys, "catalog", "list")
+    assert code == 0 and out.startswith("v ")
+
+
+def test_catalog_lists_a_store_whose_datasets_were_all_removed(capsys: pytest.CaptureFixture[str], root: Path, npy: Path) -> None:
+    run(capsys, "ingest", str(npy), "--id", "v", "--root", str(root), "--quiet")
+    Catalog(root).remove("v")
+    code, out, _ = run(capsys, "catalog", "list", "--root", str(root))
+    assert code == 0 and out.strip() == f"no datasets in {root}"
+
+
+@pytest.mark.parametrize("command", [["serve"], ["predict", "v", "--model", "m:f", "--name", "p"], ["evaluate", "v", "--pred", "p", "--truth", "t"]])
+def test_read_commands_refuse_a_mistyped_root(capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str]) -> None:
+    assert "no blockio store at" in fail(capsys, *command, "--root", str(tmp_path / "typo"))
+    assert not (tmp_path / "typo").exists()
+
+
+def test_ingest_still_creates_a_new_root(capsys: pytest.CaptureFixture[str], tmp_path: Path, npy: Path) -> None:
+    code, out, _ = run(capsys, "ingest", str(npy), "--id", "v", "--root", str(tmp_path / "new" / "root"), "--quiet")
+    assert code == 0 and (tmp_path / "new" / "root" / "catalog.json").is_file()
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import blockio
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"blockio {blockio.__version__}"
+
+
+def test_serve_options_have_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--host HOST interface to listen on" in text and "--port PORT port to listen on" in text
+    assert "pip install -e '.[serve]'" in text and "'blockio.serving:create_app()'" in text
+
+
+def test_demo_help_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "as they land" not in text
+    for part in ("synthetic", "ingest", "'truth'", "'pred'", "meshes", "evaluate", "review page", "tiny 3-D CNN", "--port PORT"):
+        assert part in text, part
 
 
 def test_bad_voxel_size_is_a_usage_error(capsys: pytest.CaptureFixture[str], root: Path, npy: Path) -> None:
@@ -180,6 +245,6 @@ def test_console_script_exit_code_and_no_traceback(tmp_path: Path) -> None:
 
 
 def test_every_subcommand_has_help() -> None:
-    for args in (["--help"], ["ingest", "--help"], ["catalog", "--help"], ["catalog", "list", "--help"], ["catalog", "show", "--help"], ["catalog", "missing", "--help"], ["catalog", "validate", "--help"], ["demo", "--help"]):
+    for args in (["--help"], ["ingest", "--help"], ["catalog", "--help"], ["catalog", "list", "--help"], ["catalog", "show", "--help"], ["catalog", "missing", "--help"], ["catalog", "validate", "--help"], ["catalog", "profiles", "--help"], ["serve", "--help"], ["demo", "--help"], ["predict", "--help"], ["evaluate", "--help"]):
         result = subprocess.run([sys.executable, "-m", "blockio.cli", *args], capture_output=True, text=True)
         assert result.returncode == 0 and "usage: blockio" in result.stdout, args

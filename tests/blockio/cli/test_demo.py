@@ -14,7 +14,7 @@ import pytest
 def test_demo_runs_and_catalogues_everything(tmp_path: Path) -> None:
     root = tmp_path / "data"
     result = subprocess.run(
-        [sys.executable, "-m", "blockio.cli.main", "demo", "--no-serve", "--quiet", "--root", str(root), "--shape", "128,128,32"],
+        [sys.executable, "-m", "blockio.cli", "demo", "--no-serve", "--quiet", "--root", str(root), "--shape", "128,128,32"],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr

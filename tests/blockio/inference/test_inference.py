@@ -247,29 +247,6 @@ def test_evaluate_bad_layers(em: Path) -> None:
         evaluate(em, "missing", "pred", "truth")
 
 
-def test_cli_glue(em: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import argparse
-
-    from blockio.inference.evaluate import add_evaluate_arguments, cmd_evaluate
-    from blockio.inference.run import add_predict_arguments, cmd_predict
-
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    add_predict_arguments(sub.add_parser("predict"))
-    add_evaluate_arguments(sub.add_parser("evaluate"))
-    argv = ["predict", "em", "--model", "blockio.inference.models:membrane_watershed", "--name", "cli", "--block", "64,64,32", "--overlap", "16,16,8", "--workers", "2", "--no-meshes", "--quiet"]
-    assert cmd_predict(parser.parse_args(argv), argv, str(em)) == 0
-    assert "wrote layer 'cli'" in capsys.readouterr().out
-    assert cmd_predict(parser.parse_args(argv), argv, str(em)) == 1  # exists, no --overwrite
-    assert "already" in capsys.readouterr().err
-    argv = ["evaluate", "em", "--pred", "cli", "--truth", "truth"]
-    assert cmd_evaluate(parser.parse_args(argv), str(em)) == 0
-    assert "adapted Rand error" in capsys.readouterr().out
-    bad = ["predict", "em", "--model", "x:y", "--name", "z", "--overlap=-1,0,0"]
-    assert cmd_predict(parser.parse_args(bad), bad, str(em)) == 1
-    assert "blockio: error: overlap" in capsys.readouterr().err
-
-
 def test_tiny_unet_trains_and_predicts(em: Path) -> None:
     pytest.importorskip("torch")
     from blockio.inference.models import train_tiny_unet

@@ -1,0 +1,126 @@
+"""``blockio catalog``: list, show, check the catalog of a root, and the microscope profiles.
+
+Listing imports the catalog reader and its schema validator only: no numpy,
+CloudVolume, zarr or dask.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from blockio.cli.arguments import add_root, root_of
+
+if TYPE_CHECKING:
+    from precomputed.catalog import Catalog
+
+__all__ = ["add_parser", "run"]
+
+_ACTIONS = (
+    ("list", "one line per dataset"),
+    ("missing", "fields still at a default guess, per dataset"),
+    ("validate", "check every record and the files it points to"),
+    ("profiles", "known microscope profiles"),
+)
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``catalog`` and its actions on the subcommand table ``sub``."""
+    cat = sub.add_parser("catalog", help="list, show, validate the catalog", description="Inspect the catalog (ROOT/catalog.json).")
+    actions = cat.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")
+    for name, text in _ACTIONS:
+        p = actions.add_parser(name, help=text, description=text)
+        add_root(p)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+    show = actions.add_parser("show", help="one record as JSON", description="Print one catalog record as JSON.")
+    show.add_argument("dataset_id", metavar="ID")
+    add_root(show)
+    cat.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Run one catalog action; returns the exit status (1 when ``validate`` finds a problem)."""
+    if args.catalog_command == "profiles":
+        return _profiles(as_json=args.json)
+    from blockio.errors import InvalidRequest
+    from blockio.roots import require_store
+    from precomputed.catalog import Catalog
+
+    root = require_store(root_of(args))
+    if root is None:
+        raise InvalidRequest(f"store root {root_of(args)}: the catalog commands read a local folder (or file://), not a bucket")
+    catalog = Catalog(root)
+    if args.catalog_command == "show":
+        print(json.dumps(catalog.get(args.dataset_id), indent=1, sort_keys=True))
+        return 0
+    if args.catalog_command == "list":
+        return _list(catalog, root, as_json=args.json)
+    if args.catalog_command == "missing":
+        return _missing(catalog, as_json=args.json)
+    return _validate(root, as_json=args.json)
+
+
+def _profiles(*, as_json: bool) -> int:
+    from precomputed.profiles import load_profiles
+
+    profiles = load_profiles()
+    if as_json:
+        print(json.dumps({n: {"voxel_size_nm": list(p.voxel_size), "description": p.description} for n, p in profiles.items()}, indent=1))
+        return 0
+    for name, prof in sorted(profiles.items()):
+        print(f"{name:22s} {','.join(f'{v:g}' for v in prof.voxel_size)} nm  {prof.description}")
+    return 0
+
+
+def _list(catalog: Catalog, root: Path, *, as_json: bool) -> int:
+    rows: list[dict[str, Any]] = []
+    for dataset_id, record, problems in catalog.records():
+        if record is None:
+            rows.append({"id": dataset_id, "error": problems[0]})
+        else:
+            rows.append({k: record[k] for k in ("id", "shape", "channels", "dtype", "voxel_size")} | {"mips": len(record["mips"]), "layers": sorted(record["layers"])})
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print(f"no datasets in {root}")
+    for row in rows:
+        if "error" in row:
+            print(f"{row['id']:24s} UNAVAILABLE: {row['error']}")
+        else:
+            print(f"{row['id']:24s} shape(x,y,z)={row['shape']} c={row['channels']} {row['dtype']} voxel(nm)={row['voxel_size']} mips={row['mips']} layers={','.join(row['layers'])}")
+    return 0
+
+
+def _missing(catalog: Catalog, *, as_json: bool) -> int:
+    from precomputed.validate import missing_fields
+
+    report: dict[str, list[str]] = {}
+    for dataset_id, record, problems in catalog.records():
+        report[dataset_id] = [f"unavailable: {problems[0]}"] if record is None else [f"{f}: {d}" for f, d in missing_fields(record)]
+    if as_json:
+        print(json.dumps(report, indent=1))
+        return 0
+    for dataset_id, fields in report.items():
+        for line in fields:
+            print(f"{dataset_id}: {line}")
+    if not any(report.values()):
+        print("nothing missing: every field comes from the user, the file, the array or a profile")
+    return 0
+
+
+def _validate(root: Path, *, as_json: bool) -> int:
+    from precomputed.validate import validate_catalog
+
+    report = validate_catalog(root)
+    if as_json:
+        print(json.dumps(report, indent=1))
+    else:
+        for dataset_id, problems in report.items():
+            print(f"{dataset_id}: " + ("ok" if not problems else "; ".join(problems)))
+        if not report:
+            print(f"no datasets in {root}")
+    return 1 if any(report.values()) else 0
