@@ -79,7 +79,12 @@ def write_stack(
     for z in range(czyx.shape[1]):
         plane = czyx[0, z] if czyx.shape[0] == 1 else np.moveaxis(czyx[:, z], 0, -1)
         paths.append(str(folder / name.format(z)))
-        tifffile.imwrite(paths[-1], plane, **kwargs)
+        options = dict(kwargs)
+        if czyx.shape[0] not in (1, 3, 4):
+            # tifffile writes a (y, x, 2) array as two pages unless told the last axis is samples
+            options.setdefault("photometric", "minisblack")
+            options.setdefault("planarconfig", "contig")
+        tifffile.imwrite(paths[-1], plane, **options)
     return paths
 
 
