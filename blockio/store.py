@@ -30,6 +30,8 @@ from blockio.errors import (
     LayerNotFound,
     OutOfBounds,
 )
+from blockio.config import Settings
+from blockio.limits import check_block_size
 from blockio.normalize import normalize as apply_normalization
 from precomputed.geometry import projection
 
@@ -41,18 +43,28 @@ Xyz = tuple[int, int, int]
 DEFAULT_MAX_BLOCK_VOXELS = 512**3
 
 
-def open_store(root: str | os.PathLike[str] | None = None, *, cache_bytes: int | None = None, redis_url: str | None = None, max_block_voxels: int | None = None) -> Store:
-    """Open the store root (default ``$BLOCKIO_ROOT`` or ``./blockio-data``).
+def open_store(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    settings: Settings | None = None,
+    cache_bytes: int | None = None,
+    redis_url: str | None = None,
+    max_block_voxels: int | None = None,
+    max_block_bytes: int | None = None,
+) -> Store:
+    """Open the store root (default ``settings.root``: ``$BLOCKIO_ROOT`` or ``./blockio-data``).
 
     Parameters
     ----------
+    settings
+        The :class:`~blockio.config.Settings` (default ``Settings.from_env()``);
+        the options below override its fields.
     cache_bytes
-        Byte budget of the in-process chunk cache (default 512 MiB, or
-        ``$BLOCKIO_CACHE_BYTES``); 0 disables it.
+        Byte budget of the in-process chunk cache (default 512 MiB); 0 disables it.
     redis_url
-        A shared Redis cache behind it (default ``$BLOCKIO_REDIS_URL``).
-    max_block_voxels
-        Largest block a read may ask for (default 512^3, or ``$BLOCKIO_MAX_BLOCK_VOXELS``).
+        A shared Redis cache behind it (``""`` for none).
+    max_block_voxels, max_block_bytes
+        Largest block a read may ask for (default 512^3 voxels, 256 MiB in the layer's dtype).
 
     Raises
     ------
@@ -60,27 +72,41 @@ def open_store(root: str | os.PathLike[str] | None = None, *, cache_bytes: int |
         A local root that does not exist or holds no ``catalog.json`` (a
         mistyped root is not an empty store).
     """
-    from blockio import default_root
     from blockio.roots import require_store
 
-    root = root or default_root()
+    settings = settings if settings is not None else Settings.from_env()
+    root = root or settings.root
     require_store(root)
-    return Store(root, cache_bytes=cache_bytes, redis_url=redis_url, max_block_voxels=max_block_voxels)
+    return Store(root, settings=settings, cache_bytes=cache_bytes, redis_url=redis_url, max_block_voxels=max_block_voxels, max_block_bytes=max_block_bytes)
 
 
 class Store:
     """The datasets of one store root and their blocks."""
 
-    def __init__(self, root: str | os.PathLike[str], *, cache_bytes: int | None = None, redis_url: str | None = None, max_block_voxels: int | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        settings: Settings | None = None,
+        cache_bytes: int | None = None,
+        redis_url: str | None = None,
+        max_block_voxels: int | None = None,
+        max_block_bytes: int | None = None,
+    ) -> None:
         from precomputed.catalog import Catalog
         from precomputed.ingest import local_root
 
         self.root = Path(local_root(root))
+        # the options override the settings' fields; the settings come from the environment only when not given
+        settings = settings if settings is not None else Settings.from_env()
+        self.settings = settings.replace(
+            **{k: v for k, v in (("cache_bytes", cache_bytes), ("max_block_voxels", max_block_voxels), ("max_block_bytes", max_block_bytes)) if v is not None},
+            **({"redis_url": redis_url or None} if redis_url is not None else {}),
+        )
         self._catalog = Catalog(self.root)
-        budget = cache_bytes if cache_bytes is not None else int(os.environ.get("BLOCKIO_CACHE_BYTES", DEFAULT_CACHE_BYTES))
-        self.memory_cache = MemoryCache(budget)
+        self.memory_cache = MemoryCache(self.settings.cache_bytes)
         tiers: list[ChunkCache] = [self.memory_cache]
-        redis_url = redis_url if redis_url is not None else os.environ.get("BLOCKIO_REDIS_URL")
+        redis_url = self.settings.redis_url
         if redis_url:
             from blockio.cache.redis_cache import RedisCache
 
@@ -92,7 +118,8 @@ class Store:
         self._problems_stamp: object = None
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self.max_block_voxels = int(max_block_voxels if max_block_voxels is not None else os.environ.get("BLOCKIO_MAX_BLOCK_VOXELS", DEFAULT_MAX_BLOCK_VOXELS))
+        self.max_block_voxels = self.settings.max_block_voxels
+        self.max_block_bytes = self.settings.max_block_bytes
 
     # -- catalog -------------------------------------------------------------
     def _all_records(self) -> dict[str, Any]:
@@ -121,7 +148,7 @@ class Store:
 
         records = self._all_records()
         if dataset not in records:
-            raise DatasetNotFound(f"no dataset {dataset!r} in {self.root} (catalogued: {', '.join(sorted(records)) or 'none'})")
+            raise DatasetNotFound(f"no dataset {dataset!r} in the catalog ({len(records)} datasets; datasets() lists them)")
         record = records[dataset]
         # validated once per catalog version: schema validation costs milliseconds, a block read must not
         problems = self._problems.get(dataset)
@@ -221,11 +248,6 @@ class Store:
         """
         offset = parse_xyz(offset, "offset")
         size = parse_xyz(size, "size", positive=True)
-        if size[0] * size[1] * size[2] > self.max_block_voxels:
-            raise InvalidRequest(
-                f"block of {size[0] * size[1] * size[2]} voxels ({'x'.join(map(str, size))}) exceeds the limit of "
-                f"{self.max_block_voxels} voxels; read it in smaller blocks (iter_blocks) or raise max_block_voxels"
-            )
         record, meta = self._layer(dataset, layer)
         if normalize and meta["type"] != "image":
             raise InvalidRequest(f"layer {layer!r} is a {meta['type']} layer: normalisation applies to images only")
@@ -250,6 +272,8 @@ class Store:
         assert out is not None  # noqa: S101 - inner is non-empty for clip
         if out_dtype is not None:
             out = out.astype(out_dtype, copy=False)
+        # the same limits as the REST API, in bytes of this layer's dtype; before any chunk is read
+        check_block_size(size, channels=reader.channels, dtype=np.float32 if normalize else reader.dtype, max_voxels=self.max_block_voxels, max_bytes=self.max_block_bytes)
         if out.shape[0] == 1:
             out = out[0]
         extras: list[Any] = []

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = (64, 64, 64)
 DEFAULT_TASK_BYTES = 64 << 20
-ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+ID_PATTERN = re.compile(r"\A[A-Za-z0-9._-]{1,128}\Z")  # \Z: "$" would let a trailing newline through
 SUPPORTED_DTYPES = ("uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float32")
 STAGING = ".staging"
 PLAN_VERSION = 1
@@ -91,7 +91,7 @@ class IngestOptions:
 
 def validate_id(dataset_id: str) -> str:
     """Dataset ids are 1-128 characters of ``[A-Za-z0-9._-]``, not ``.`` or ``..``."""
-    if not isinstance(dataset_id, str) or not ID_PATTERN.match(dataset_id) or dataset_id in (".", ".."):
+    if not isinstance(dataset_id, str) or not ID_PATTERN.fullmatch(dataset_id) or dataset_id in (".", ".."):
         raise InvalidDatasetId(f"invalid dataset id {dataset_id!r}: use 1-128 characters of A-Z a-z 0-9 . _ -")
     return dataset_id
 

@@ -60,7 +60,7 @@ __all__ = ["SegmentationWriter", "write_segmentation"]
 log = logging.getLogger(__name__)
 
 DTYPES = ("uint32", "uint64")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+NAME_PATTERN = re.compile(r"\A[A-Za-z0-9._-]{1,128}\Z")  # \Z: "$" would let a trailing newline through
 DEFAULT_TASK_BYTES = 64 << 20
 Xyz = tuple[int, int, int]
 Root = str | os.PathLike[str]
@@ -68,7 +68,7 @@ Root = str | os.PathLike[str]
 
 def validate_name(name: str) -> str:
     """Layer names are 1-128 characters of ``[A-Za-z0-9._-]``, not ``image``, ``.`` or ``..``."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name) or name in (".", "..", "image"):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or name in (".", "..", "image"):
         raise InvalidOption(f"invalid layer name {name!r}: use 1-128 characters of A-Z a-z 0-9 . _ - (not 'image')")
     return name
 

@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 #: What tifffile and its codecs raise on corrupt or truncated files.
 TIFF_ERRORS = (ValueError, OSError, RuntimeError, KeyError, IndexError, struct.error, EOFError)
 _RESOLUTION_UNITS = {2: "inch", 3: "cm"}
+_EDITOR_DPI = {72.0, 96.0, 100.0, 144.0, 150.0, 180.0, 200.0, 240.0, 300.0, 320.0, 360.0, 400.0, 600.0, 720.0, 1200.0, 2400.0}
 
 
 def open_tiff(path: str) -> tifffile.TiffFile:
@@ -182,6 +183,11 @@ def _resolution_voxel(page: tifffile.TiffPage) -> Sourced | None:
     if not xy or unit is None or int(unit.value) not in _RESOLUTION_UNITS:
         return None
     name = _RESOLUTION_UNITS[int(unit.value)]
+    if name == "inch" and all(round(1 / v, 3) in _EDITOR_DPI for v in xy):
+        # 72, 96, 300 ... dots per inch are what image editors and screenshot tools write
+        # by default; a microscope's pixel size (tens of nm to µm) is never one of them
+        logger.info("TIFF resolution %g x %g dpi looks like an editor's default, not a pixel size: ignored", 1 / xy[0], 1 / xy[1])
+        return None
     detail = f"TIFF XResolution/YResolution (ResolutionUnit {name}; no z)"
     return _nm([xy[0], xy[1], None], [name, name, None], detail)
 

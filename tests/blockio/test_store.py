@@ -139,7 +139,7 @@ def test_dtype_cast(store: Store) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"dataset": "nope"}, DatasetNotFound, "catalogued: m, v"),
+        ({"dataset": "nope"}, DatasetNotFound, "no dataset .nope. in the catalog"),
         ({"layer": "labels"}, LayerNotFound, "layers: image"),
         ({"mip": 9}, InvalidRequest, r"mip must be an integer in 0\.\.4, got 9"),
         ({"mip": -1}, InvalidRequest, "mip"),

@@ -136,3 +136,12 @@ def test_2d_ome_zarr_keeps_its_pixel_size(tmp_path: Path, root: Path) -> None:
     assert axes["x"]["detail"] == "OME-Zarr dataset '0' scale (x, y) = (0.1, 0.2) micrometer/micrometer"
     assert axes["z"]["source"] == "default"
     assert_stores_equal_source(root, rec, plane[None, None])
+
+
+@pytest.mark.parametrize("dpi", [72, 96, 300])
+def test_editor_default_dpi_is_not_a_pixel_size(tmp_path: Path, root: Path, dpi: int) -> None:
+    plane = _image((24, 36))
+    tifffile.imwrite(tmp_path / "p.tif", plane, resolution=(dpi, dpi), resolutionunit="INCH")
+    rec = ingest(tmp_path / "p.tif", root, "p", _options())
+    assert rec["voxel_size"] == [1.0, 1.0, 1.0]
+    assert rec["provenance"]["voxel_size"]["source"] == "default"
