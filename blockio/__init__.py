@@ -12,11 +12,11 @@ imported only by the modules that need them.
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Any
 
 __all__ = [
     "BlockioError",
+    "Busy",
     "ChunkError",
     "DatasetNotFound",
     "DatasetUnavailable",
@@ -41,6 +41,7 @@ DEFAULT_ROOT = "./blockio-data"
 
 _LAZY = {
     "BlockioError": "errors",
+    "Busy": "errors",
     "ChunkError": "errors",
     "DatasetNotFound": "errors",
     "DatasetUnavailable": "errors",
@@ -49,7 +50,10 @@ _LAZY = {
     "MissingChunk": "errors",
     "OutOfBounds": "errors",
     "RemoteStore": "client",
+    "Settings": "config",
+    "StorageError": "errors",
     "Store": "store",
+    "TooLarge": "errors",
     "StoreNotFound": "errors",
     "VoxelBox": "boxes",
     "connect": "client",
@@ -59,8 +63,10 @@ _LAZY = {
 
 
 def default_root() -> str:
-    """The store root: ``$BLOCKIO_ROOT``, else ``./blockio-data``."""
-    return os.environ.get("BLOCKIO_ROOT") or DEFAULT_ROOT
+    """The store root: ``$BLOCKIO_ROOT``, else ``./blockio-data`` (see :class:`blockio.config.Settings`)."""
+    from blockio.config import Settings
+
+    return Settings.from_env().root
 
 
 def __getattr__(name: str) -> Any:

@@ -7,12 +7,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from blockio.errors import TransformError  # lives in the one exception tree; importable from here as before
+
 __all__ = ["TransformError"]
-
-
-class TransformError(ValueError):
-    """An invalid argument to a transform (bad shape, size, sigma or range)."""
-
 
 # -- argument checks -----------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 Blocks are served as ``.npy`` (default) or raw C-order bytes with their shape,
 dtype, axes and offset in ``X-Block-*`` headers. Errors are JSON everywhere:
-``{"error": {"code": ..., "message": ...}}``.
+``{"error": {"code": ..., "message": ...}}`` (see :mod:`blockio.errors`).
+A block request is validated whole (dataset, layer, source, mip, bounds,
+normalisation, limits) before a conditional request is answered 304.
 """
 
 from __future__ import annotations
@@ -14,25 +16,46 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from blockio.boxes import BOUNDARIES, parse_xyz
-from blockio.errors import InvalidRequest
+from blockio.boxes import BOUNDARIES, VoxelBox, check_bounds, parse_xyz
+from blockio.config import Settings
+from blockio.errors import Busy, DatasetUnavailable, InvalidRequest, OutOfBounds, TooLarge
+from blockio.limits import check_block_size
+from blockio.normalize import NORMALIZATIONS
+from blockio.serving.json_provider import finite_record
 from blockio.store import Store
 
-__all__ = ["bp", "get_store"]
+__all__ = ["Busy", "TooLarge", "bp", "check_path_ids", "get_settings", "get_store"]
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
-
-class TooLarge(InvalidRequest):
-    """A block over the configured maximum (413)."""
-
-
-class Busy(Exception):
-    """Every block worker is busy (503 with Retry-After)."""
+# the blueprints whose URL variables <dataset> and <layer> are ids, checked before any route runs
+ID_CHECKED_BLUEPRINTS = ("api", "writes")
 
 
 def get_store() -> Store:
+    """The store of the current app."""
     return current_app.extensions["blockio.store"]  # type: ignore[no-any-return]
+
+
+def get_settings() -> Settings:
+    """The settings of the current app (read once, by ``create_app``)."""
+    return current_app.extensions["blockio.settings"]  # type: ignore[no-any-return]
+
+
+def check_path_ids(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """Refuse a ``<dataset>`` or ``<layer>`` path segment that is not an id (400), e.g. ``"v\\n"``.
+
+    Registered with ``app.url_value_preprocessor``; acts on the API's routes only.
+    """
+    from precomputed.ingest import ID_PATTERN, validate_id
+
+    if not values or endpoint is None or endpoint.split(".", 1)[0] not in ID_CHECKED_BLUEPRINTS:
+        return
+    if "dataset" in values:
+        validate_id(values["dataset"])  # InvalidDatasetId: 400 through the one table
+    layer = values.get("layer")
+    if layer is not None and (not ID_PATTERN.fullmatch(layer) or layer in (".", "..")):
+        raise InvalidRequest(f"invalid layer name {layer!r}: use 1-128 characters of A-Z a-z 0-9 . _ -")
 
 
 def _int_arg(name: str, default: int, lo: int = 0, hi: int = 1 << 30) -> int:
@@ -50,26 +73,25 @@ def _int_arg(name: str, default: int, lo: int = 0, hi: int = 1 << 30) -> int:
 
 @bp.get("/datasets")
 def datasets() -> Response:
-    """Catalog records, paged: ``?page=1&per_page=50``."""
+    """Catalog records, paged: ``?page=1&per_page=50``; an unusable record is listed with its problem."""
     store = get_store()
-    ids = store.datasets()
     page = _int_arg("page", 1, 1)
     per_page = _int_arg("per_page", 50, 1, 1000)
-    chosen = ids[(page - 1) * per_page : page * per_page]
+    ids = store.datasets()
     items = []
-    for dataset_id in chosen:
+    for dataset_id in ids[(page - 1) * per_page : page * per_page]:
         try:
-            items.append(store.info(dataset_id))
-        except InvalidRequest:
-            raise
-        except Exception as exc:  # a malformed record is listed with its problem, the rest are served
-            items.append({"id": dataset_id, "error": str(exc)})
+            items.append(finite_record(dataset_id, store.info(dataset_id)))
+        except DatasetUnavailable as exc:  # a malformed record is listed with its problem, the rest are served
+            from blockio.serving.error_answers import public_message
+
+            items.append({"id": dataset_id, "error": {"code": exc.code, "message": public_message(str(exc), store.root)}})
     return jsonify({"items": items, "page": page, "per_page": per_page, "total": len(ids)})
 
 
 @bp.get("/datasets/<dataset>")
 def dataset(dataset: str) -> Response:
-    return jsonify(get_store().info(dataset))
+    return jsonify(finite_record(dataset, get_store().info(dataset)))
 
 
 def _etag(version: str, parts: list[str]) -> str:
@@ -83,14 +105,12 @@ def _slots() -> threading.BoundedSemaphore:
     sem = current_app.extensions.get("blockio.slots")
     if sem is None:
         with _slots_lock:
-            sem = current_app.extensions.setdefault("blockio.slots", threading.BoundedSemaphore(current_app.config["BLOCKIO_MAX_INFLIGHT"]))
+            sem = current_app.extensions.setdefault("blockio.slots", threading.BoundedSemaphore(get_settings().max_inflight))
     return sem  # type: ignore[no-any-return]
 
 
-@bp.get("/datasets/<dataset>/block")
-def block(dataset: str) -> Response:
-    """One block; see the OpenAPI document for the parameters."""
-    store = get_store()
+def _validated_block(store: Store, settings: Settings, dataset: str) -> dict[str, Any]:
+    """Every argument of a block read, checked as the read would check it, without reading a chunk."""
     args = request.args
     if "offset" not in args or "size" not in args:
         raise InvalidRequest("offset=x,y,z and size=x,y,z are required")
@@ -102,32 +122,44 @@ def block(dataset: str) -> Response:
     if boundary not in BOUNDARIES:
         raise InvalidRequest(f"boundary must be one of {', '.join(BOUNDARIES)}, got {boundary!r}")
     normalize = args.get("normalize") or None
+    if normalize is not None and normalize not in NORMALIZATIONS:
+        raise InvalidRequest(f"normalize must be one of {', '.join(NORMALIZATIONS)} or empty, got {normalize!r}")
     source = args.get("source", "precomputed")
     fmt = args.get("format", "npy")
     if fmt not in ("npy", "raw"):
         raise InvalidRequest(f"format must be npy or raw, got {fmt!r}")
-    record = store.info(dataset)
     meta = store.layers(dataset).get(layer)
-    channels = int(record.get("channels", 1))
-    voxels = size[0] * size[1] * size[2]
-    itemsize = 4 if normalize else np.dtype(record["dtype"]).itemsize
-    cfg = current_app.config
-    if voxels > cfg["BLOCKIO_MAX_BLOCK_VOXELS"] or voxels * channels * itemsize > cfg["BLOCKIO_MAX_BLOCK_BYTES"]:
-        raise TooLarge(
-            f"block of {voxels} voxels x {channels} channel(s) exceeds the limit of {cfg['BLOCKIO_MAX_BLOCK_VOXELS']} voxels / "
-            f"{cfg['BLOCKIO_MAX_BLOCK_BYTES']} bytes; request smaller blocks"
-        )
-    version = str((meta or {}).get("version", record.get("updated", "")))
-    tag = _etag(version, [dataset, layer, source, str(mip), ",".join(map(str, offset)), ",".join(map(str, size)), boundary, normalize or "", fmt])
+    reader = store.reader(dataset, layer, source)  # LayerNotFound, a bad source
+    if normalize and meta is not None and meta.get("type") != "image":
+        raise InvalidRequest(f"layer {layer!r} is a {meta.get('type')} layer: normalisation applies to images only")
+    # limits in bytes of the layer being read (a uint64 label block weighs four times a uint16 image's)
+    check_block_size(size, channels=reader.channels, dtype=np.float32 if normalize else reader.dtype, max_voxels=settings.max_block_voxels, max_bytes=settings.max_block_bytes)
+    bounds = reader.bounds(mip)  # a mip the layer does not have
+    box = VoxelBox.from_offset_size(offset, size)
+    check_bounds(box, bounds, boundary, mip)
+    if boundary in ("clip", "reflect") and box.intersect(bounds).empty:
+        raise OutOfBounds(f"box {box} (x, y, z) does not overlap the volume at mip {mip}, whose bounds are {bounds}")
+    version = str((meta or {}).get("version", store.info(dataset).get("updated", "")))
+    return {"offset": offset, "size": size, "mip": mip, "layer": layer, "boundary": boundary, "normalize": normalize, "source": source, "format": fmt, "version": version}
+
+
+@bp.get("/datasets/<dataset>/block")
+def block(dataset: str) -> Response:
+    """One block; see the OpenAPI document for the parameters."""
+    store = get_store()
+    settings = get_settings()
+    q = _validated_block(store, settings, dataset)
+    offset, size, boundary, fmt = q["offset"], q["size"], q["boundary"], q["format"]
+    tag = _etag(q["version"], [dataset, q["layer"], q["source"], str(q["mip"]), ",".join(map(str, offset)), ",".join(map(str, size)), boundary, q["normalize"] or "", fmt])
     if request.if_none_match.contains(tag.strip('"')):
         resp = Response(status=304)
         resp.headers["ETag"] = tag
         return resp
     sem = _slots()
-    if not sem.acquire(timeout=cfg["BLOCKIO_QUEUE_TIMEOUT_S"]):
+    if not sem.acquire(timeout=settings.queue_timeout_s):
         raise Busy("every block worker is busy; retry shortly")
     try:
-        result = store.read_block(dataset, offset, size, mip=mip, layer=layer, boundary=boundary, normalize=normalize, source=source)
+        result = store.read_block(dataset, offset, size, mip=q["mip"], layer=q["layer"], boundary=boundary, normalize=q["normalize"], source=q["source"])
     finally:
         sem.release()
     true_offset = offset
@@ -147,31 +179,6 @@ def block(dataset: str) -> Response:
     resp.headers["ETag"] = tag
     resp.headers["Cache-Control"] = "private, max-age=0, must-revalidate"
     return resp
-
-
-@bp.put("/datasets/<dataset>/layers/<layer>/block")
-def put_block(dataset: str, layer: str) -> tuple[Response, int]:
-    """Write an ``.npy`` block into a segmentation layer (Bearer token required)."""
-    import hmac
-    import io
-
-    from flask import abort
-
-    from blockio.serving.writes import write_block
-
-    token = current_app.config["BLOCKIO_WRITE_TOKEN"]
-    if not token:
-        abort(403, description="writes are disabled: the server has no BLOCKIO_WRITE_TOKEN")
-    if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()):
-        abort(401, description="a valid 'Authorization: Bearer <token>' header is required to write")
-    if "offset" not in request.args:
-        raise InvalidRequest("offset=x,y,z is required")
-    offset = parse_xyz(request.args["offset"], "offset")
-    try:
-        block = np.load(io.BytesIO(request.get_data(cache=False)), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InvalidRequest(f"the body must be one .npy array: {exc}") from exc
-    return jsonify(write_block(get_store(), dataset, layer, offset, block)), 200
 
 
 def _body(header: bytes, data: np.ndarray) -> Any:

@@ -25,7 +25,7 @@ def test_one_record(client: FlaskClient) -> None:
     record = client.get("/api/datasets/v").get_json()
     assert record["shape"] == [100, 80, 24]
     err = client.get("/api/datasets/nope")
-    assert err.status_code == 404 and err.get_json()["error"]["code"] == "not_found"
+    assert err.status_code == 404 and err.get_json()["error"]["code"] == "dataset_not_found"
 
 
 def test_block_npy_and_headers(client: FlaskClient, served_volume: np.ndarray) -> None:
