@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import checksum_writes, image_layer, omezarr, stats
+from .atomic import atomic_write, replace_bytes
 from .hashing import file_sha256
 from .pyramid import Mip, downsample_average
 from .readers import open_reader
@@ -72,10 +73,8 @@ def write_marker(path: str, arrays: dict[str, Any]) -> None:
     """Write a task's done marker (``.npz``) so that it appears whole or not at all."""
     # rename makes the marker appear whole or not at all; no fsync: the chunks it vouches for are
     # not fsynced either, so it would buy nothing after a machine crash and costs ~20 ms a task
-    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-    with open(tmp, "wb") as fh:
+    with atomic_write(path, durable=False) as fh:
         np.savez(fh, **arrays)
-    os.replace(tmp, path)
 
 
 def load_summaries(marker: str) -> list[stats.Summary]:
@@ -129,8 +128,5 @@ def run_hash(job: HashJob) -> list[str]:
         if len(digests) == len(job.paths):
             return digests
     digests = [file_sha256(p) for p in job.paths]
-    tmp = f"{job.marker}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="ascii") as fh:
-        fh.write("\n".join(digests))
-    os.replace(tmp, job.marker)
+    replace_bytes(job.marker, "\n".join(digests).encode("ascii"), durable=False)
     return digests

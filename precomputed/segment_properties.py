@@ -17,6 +17,7 @@ import fastremap
 import numpy as np
 import numpy.typing as npt
 
+from .atomic import replace_file
 from .errors import InvalidOption
 
 __all__ = ["PROPERTIES_DIR", "check_class_names", "count_labels", "merge_counts", "properties_info", "write_properties"]
@@ -74,10 +75,7 @@ def write_properties(layer_path: str, info: dict[str, Any]) -> None:
     folder = os.path.join(layer_path, PROPERTIES_DIR)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "info")
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(info, fh, separators=(",", ":"))
-    os.replace(tmp, path)
+    replace_file(path, json.dumps(info, separators=(",", ":")))
 
 
 def check_class_names(class_names: Mapping[int, str] | None) -> dict[int, str]:

@@ -14,8 +14,6 @@ ones are removed.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ import numpy.typing as npt
 
 from blockio.errors import InvalidRequest, LayerNotFound
 from blockio.store import Store
+from precomputed.atomic import replace_bytes
 
 __all__ = ["MAX_PIXELS", "MIN_PIXELS", "PLANES", "choose_mip", "thumbnail_png"]
 
@@ -110,14 +109,8 @@ def thumbnail_png(store: Store, dataset: str, plane: str, *, layer: str = "image
         pass
     data = _render(store, record, layer, plane, mip)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".thumb.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # a cache: the rename keeps readers whole, a lost thumbnail is only rendered again
+    replace_bytes(path, data, durable=False)
     # thumbnails of older versions of this layer and plane are stale
     for old in path.parent.glob(f"{layer}.{plane}.*.png"):
         if old != path:
