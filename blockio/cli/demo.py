@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Make a synthetic EM-like volume with ground-truth cells, write it as a TIFF stack with resolution tags "
         f"and ingest it as dataset '{DEMO_ID}'; write the ground truth as layer 'truth' and a classical membrane + watershed "
         "model's prediction as layer 'pred' (both with meshes), evaluate the prediction (adapted Rand error, VI), then "
-        "serve the review page. --train also trains a tiny 3-D CNN (layer 'cnn'). A new root is created.",
+        "serve the review page. --train also trains a tiny 3-D CNN (layer 'cnn'). The root is created when missing.",
     )
     add_root(p)
     p.add_argument("--shape", type=xyz(int), default=(512, 512, 128), help="x,y,z size (default 512,512,128)")

@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "ingest",
         help="raw dataset -> OME-Zarr + precomputed + catalog record",
         description="Ingest a TIFF stack (folder or glob), a multi-page/OME/ImageJ TIFF, HDF5, .npy or Zarr/OME-Zarr "
-        "into both stores with a full pyramid and statistics. A new root is created.",
+        "into both stores with a full pyramid and statistics. The root is created when missing.",
     )
     p.add_argument("source", nargs="+", help="file, folder or glob (quote globs); several files form a TIFF stack")
     p.add_argument("--id", required=True, dest="dataset_id", help="dataset id, [A-Za-z0-9._-]")
