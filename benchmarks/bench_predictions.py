@@ -36,9 +36,9 @@ def main() -> None:
     from cloudvolume import CloudVolume
 
     import precomputed.segmentation as seg
-    from blockio.inference.run import run_inference
-    from blockio.inference.tasks import _Run
     from blockio.inference.models import threshold_model
+    from blockio.inference.plan import RunPlan
+    from blockio.inference.run import run_inference
     from blockio.store import Store
     from precomputed.ingest import IngestOptions, ingest
     from precomputed.synthetic import make_em_volume
@@ -72,7 +72,7 @@ def main() -> None:
         print(f"  ours, pyramid + properties{' + meshes' if meshes else ''}: {mb / dt:.1f} MB/s ({anchor / dt:.2f}x)")
 
     block, halo = (128, 128, 128), (16, 16, 16)
-    run = _Run(str(root), "em", "x", None, "", "", shape, block, halo, 0, "percentile", 0.5, False)
+    run = RunPlan(str(root), "em", "x", None, "", "", shape, block, halo, 0, "percentile", 0.5, False)
 
     def read(i: int) -> int:
         win = run.window(i)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["evaluate", "load_model", "run_inference"]
+__all__ = ["InferenceOptions", "evaluate", "load_model", "run_inference"]
 
-_LAZY = {"run_inference": "run", "load_model": "tasks", "evaluate": "evaluate"}
+_LAZY = {"InferenceOptions": "options", "evaluate": "evaluate", "load_model": "protocol", "run_inference": "run"}
 
 
 def __getattr__(name: str) -> Any:

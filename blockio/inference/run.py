@@ -62,6 +62,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import shlex
 import shutil
 import sys
@@ -197,9 +198,21 @@ def run_inference(
 def _store_error(exc: OSError, name: str, dataset_id: str) -> Exception:
     from precomputed.errors import StoreError
 
-    what = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+    what = "the disk is full" if _disk_full(exc) else (exc.strerror or str(exc))
     where = getattr(exc, "filename", None) or "while writing the layer"
     return StoreError(f"prediction {name!r} of {dataset_id!r} stopped: {what} ({where}); the layer is not written; rerun the same command to resume")
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """ENOSPC / EDQUOT anywhere in the chain, or NumPy's short write ("N requested and M written")."""
+    while exc is not None:
+        if isinstance(exc, OSError):
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return True
+            if exc.errno is None and re.fullmatch(r"\d+ requested and \d+ written", str(exc)):
+                return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _run(plan: RunPlan, opts: InferenceOptions, model_fn: Model, content: dict[str, Any], fingerprint: str, started: float) -> dict[str, Any]:

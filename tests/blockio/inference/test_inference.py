@@ -15,9 +15,9 @@ import pytest
 
 from blockio.errors import DatasetNotFound, InvalidRequest
 from blockio.inference.evaluate import ContingencyTable, evaluate, scores
-from blockio.inference.run import run_inference
-from blockio.inference.tasks import _ramp
 from blockio.inference.models import membrane_watershed, threshold_model
+from blockio.inference.run import run_inference
+from blockio.inference.tasks import cosine_ramp
 from blockio.store import Store
 from precomputed.ingest import IngestOptions, ingest
 from precomputed.segmentation import write_segmentation
@@ -112,7 +112,7 @@ def test_blend_of_a_pointwise_model_equals_crop(em: Path) -> None:
 
 
 def test_ramp_weights() -> None:
-    w = _ramp(20, 3)
+    w = cosine_ramp(20, 3)
     assert np.all(w > 0) and w.max() == 1.0
     np.testing.assert_array_equal(w[:6], w[-6:][::-1])
     # two windows overlapping by 2 * halo sum to 1 in the overlap

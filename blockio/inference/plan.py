@@ -1,0 +1,88 @@
+"""The plan every task of one inference run shares: the task grid and the staging folder.
+
+The volume is cut into chunk-aligned *cores* of ``core`` voxels, numbered in
+x-fastest order; a task reads its core grown by ``halo`` on every side (its
+*window*) and writes only the core. Everything a task leaves behind lives in
+the run's staging folder, written with :func:`save_atomic`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from blockio.boxes import VoxelBox
+
+__all__ = ["RunPlan", "save_atomic"]
+
+Xyz = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What every task of one run needs (picklable with a spec-string model)."""
+
+    root: str
+    dataset: str
+    name: str
+    model: Any  # "pkg.module:callable" or the callable itself
+    model_name: str
+    staging: str
+    shape: Xyz  # (x, y, z) of the mip
+    core: Xyz  # (x, y, z) core size, a multiple of the chunk size
+    halo: Xyz
+    mip: int
+    normalize: str | None
+    threshold: float
+    blend: bool
+
+    @property
+    def counts(self) -> Xyz:
+        """Tasks along x, y and z."""
+        return tuple(-(-n // c) for n, c in zip(self.shape, self.core))  # type: ignore[return-value]
+
+    @property
+    def tasks(self) -> int:
+        """How many tasks (cores) the run has."""
+        return math.prod(self.counts)
+
+    def index(self, ijk: Xyz) -> int:
+        """The task number of grid position ``ijk`` (x, y, z)."""
+        cx, cy, _ = self.counts
+        return ijk[0] + cx * (ijk[1] + cy * ijk[2])
+
+    def ijk(self, index: int) -> Xyz:
+        """The grid position (x, y, z) of task ``index``."""
+        cx, cy, _ = self.counts
+        return (index % cx, (index // cx) % cy, index // (cx * cy))
+
+    def box(self, index: int) -> VoxelBox:
+        """Task ``index``'s core, clipped to the volume."""
+        start = tuple(i * c for i, c in zip(self.ijk(index), self.core))
+        stop = tuple(min(s + c, n) for s, c, n in zip(start, self.core, self.shape))
+        return VoxelBox(start, stop)  # type: ignore[arg-type]
+
+    def window(self, index: int) -> VoxelBox:
+        """Task ``index``'s core grown by the halo (it may leave the volume: read with reflection)."""
+        box = self.box(index)
+        return VoxelBox(tuple(a - h for a, h in zip(box.start, self.halo)), tuple(b + h for b, h in zip(box.stop, self.halo)))  # type: ignore[arg-type]
+
+    def path(self, name: str) -> Path:
+        """A file of the staging folder."""
+        return Path(self.staging) / name
+
+
+def save_atomic(path: Path, write: Callable[[Any], None]) -> None:
+    """Call ``write(fh)`` on a temp file beside ``path``, then rename it there; a failed write leaves nothing."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk should not keep the half-written file
+        raise
