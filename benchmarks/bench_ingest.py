@@ -57,7 +57,7 @@ def tree_rss(proc: psutil.Process) -> int:
 
 def run_ingest(stack: Path, root: Path, extra: list[str]) -> tuple[float, int]:
     shutil.rmtree(root, ignore_errors=True)
-    cmd = [sys.executable, "-m", "blockio.cli.main", "ingest", str(stack), "--id", "bench", "--root", str(root), "--voxel-size", "8,8,40", "--quiet", *extra]
+    cmd = [sys.executable, "-m", "blockio.cli", "ingest", str(stack), "--id", "bench", "--root", str(root), "--voxel-size", "8,8,40", "--quiet", *extra]
     t0 = time.perf_counter()
     proc = psutil.Popen(cmd)
     peak = 0
