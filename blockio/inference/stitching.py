@@ -30,7 +30,7 @@ def _find(parent: npt.NDArray[np.int64], a: int) -> int:
 
 def _face(plan: RunPlan, index: int, face: str) -> npt.NDArray[np.int64]:
     with np.load(plan.path(f"p1-{index}.npz")) as m:
-        return m[face].astype(np.int64).ravel()
+        return np.asarray(m[face], dtype=np.int64).ravel()
 
 
 def global_ids(plan: RunPlan) -> tuple[npt.NDArray[np.uint32], list[int], int]:

@@ -117,9 +117,9 @@ def _foreground(plan: RunPlan, out: npt.NDArray[Any]) -> npt.NDArray[Any]:
     if out.ndim == 3:
         return out
     if out.shape[0] == 1:
-        return (out[0] > plan.threshold).astype(np.uint8)
+        return np.asarray(out[0] > plan.threshold, dtype=np.uint8)
     cls = np.argmax(out, axis=0)
-    return cls.astype(np.uint8 if out.shape[0] <= 256 else np.uint32)
+    return np.asarray(cls, dtype=np.uint8 if out.shape[0] <= 256 else np.uint32)
 
 
 def _components(plan: RunPlan, out: npt.NDArray[Any], instance: bool) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
