@@ -33,6 +33,7 @@ from blockio.errors import (
 from blockio.config import Settings
 from blockio.limits import check_block_size
 from blockio.normalize import normalize as apply_normalization
+from precomputed.catalog import layer_version
 from precomputed.geometry import projection
 
 __all__ = ["Store", "open_store"]
@@ -112,7 +113,8 @@ class Store:
 
             tiers.append(RedisCache(redis_url))
         self.cache = TieredCache(tiers)
-        self._readers: dict[tuple[str, str, str, str], LayerReader] = {}
+        # one reader per (dataset, layer, source), closed when its layer's version changes
+        self._readers: dict[tuple[str, str, str], tuple[str, LayerReader]] = {}
         self._records: tuple[float, dict[str, Any]] | None = None
         self._problems: dict[str, list[str]] = {}
         self._problems_stamp: object = None
@@ -180,24 +182,41 @@ class Store:
     def _reader(self, dataset: str, layer: str, source: str, record: dict[str, Any], meta: dict[str, Any]) -> LayerReader:
         if source not in SOURCES:
             raise InvalidRequest(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
-        version = str(meta.get("version", record["updated"]))
+        version = layer_version(record, layer)
         if os.getpid() != self._pid:
             # handles opened before a fork are not used after it
             self._readers = {}
             self._pid = os.getpid()
-        key = (dataset, layer, source, version)
-        reader = self._readers.get(key)
-        if reader is None:
-            if source == "zarr":
-                if layer != "image":
-                    raise InvalidRequest("only the image layer has an OME-Zarr copy; read other layers with source='precomputed'")
-                path = self.root / record["stores"]["zarr"]
-            else:
-                path = self.root / meta["path"]
-            reader = LayerReader(f"file://{path}", source, fill_missing=bool(meta.get("fill_missing", False)))
-            with self._lock:
-                self._readers[key] = reader
+        key = (dataset, layer, source)
+        held = self._readers.get(key)
+        if held is not None and held[0] == version:
+            return held[1]
+        if source == "zarr":
+            # the image's copy is the dataset's OME-Zarr image; a segmentation layer's, its labels/<name>
+            copy = record["stores"]["zarr"] if layer == "image" else meta.get("zarr")
+            if not copy:
+                raise InvalidRequest(f"layer {layer!r} has no OME-Zarr copy; read it with source='precomputed'")
+            path = self.root / copy
+        else:
+            path = self.root / meta["path"]
+        reader = LayerReader(f"file://{path}", source, fill_missing=bool(meta.get("fill_missing", False)))
+        with self._lock:
+            old = self._readers.get(key)
+            self._readers[key] = (version, reader)
+        if old is not None:
+            old[1].close()  # its layer was rewritten; a read still using it finishes in its own thread
         return reader
+
+    def reader_count(self) -> int:
+        """How many layer readers are open: at most one per (dataset, layer, source)."""
+        return len(self._readers)
+
+    def close(self) -> None:
+        """Close every layer reader (their fetch threads end); later reads open new ones."""
+        with self._lock:
+            readers, self._readers = self._readers, {}
+        for _, reader in readers.values():
+            reader.close()
 
     def bounds(self, dataset: str, mip: int = 0, layer: str = "image") -> VoxelBox:
         """(x, y, z) bounds of a layer at a mip."""
@@ -259,7 +278,7 @@ class Store:
         inner = box.intersect(bounds)
         if inner.empty and boundary in ("clip", "reflect"):
             raise OutOfBounds(f"box {box} (x, y, z) does not overlap the volume at mip {mip}, whose bounds are {bounds}")
-        version = str(meta.get("version", record["updated"]))
+        version = layer_version(record, layer)
         data = self._assemble(reader, dataset, layer, version, source, mip, inner) if not inner.empty else None
         if data is not None and normalize:
             data = apply_normalization(data, normalize, record["stats"])

@@ -10,7 +10,7 @@ import tifffile
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from precomputed import synthetic
+from precomputed import synthetic_cells
 from precomputed.synthetic import SyntheticVolume, make_em_volume, write_tiff_stack
 
 SHAPE = (64, 48, 16)  # (x, y, z)
@@ -106,9 +106,9 @@ def test_fast_path_matches_plain_queries() -> None:
     # The block pre-query must give what asking the tree for every voxel gives.
     rng = np.random.default_rng(0)
     extent = np.array([96 * 8.0, 80 * 8.0, 12 * 40.0])
-    seeds = synthetic._jittered_grid(extent, 300.0, rng)
+    seeds = synthetic_cells.jittered_grid(extent, 300.0, rng)
     tree = cKDTree(seeds)
-    near, membrane, inside = synthetic._slab_cells(tree, seeds, (96, 80), (2, 12), VOXEL)
+    near, membrane, inside = synthetic_cells.slab_cells(tree, seeds, (96, 80), (2, 12), VOXEL)
 
     z, y, x = np.meshgrid(np.arange(2, 12), np.arange(80), np.arange(96), indexing="ij")
     points = np.stack([(x.ravel() + 0.5) * 8, (y.ravel() + 0.5) * 8, (z.ravel() + 0.5) * 40], 1)
@@ -116,10 +116,10 @@ def test_fast_path_matches_plain_queries() -> None:
     normal = seeds[index[:, 1]] - seeds[index[:, 0]]
     gap = np.linalg.norm(normal, axis=1)
     facet = (distance[:, 1] ** 2 - distance[:, 0] ** 2) / (2 * gap)
-    width = synthetic._membrane_width(normal / gap[:, None], VOXEL)
+    width = synthetic_cells.membrane_width(normal / gap[:, None], VOXEL)
     np.testing.assert_array_equal(near.ravel(), index[:, 0])
     np.testing.assert_allclose(membrane.ravel(), np.exp(-0.5 * (facet / width) ** 2), atol=1e-3)
-    changed = inside.ravel() != (facet >= synthetic._HALF_DEPTH * width)
+    changed = inside.ravel() != (facet >= synthetic_cells.HALF_DEPTH * width)
     assert changed.sum() <= 2  # float32 rounding exactly at the threshold
 
 
