@@ -6,13 +6,21 @@ atomically (temporary file in the same folder, fsync, rename, fsync of the
 folder), so concurrent writers lose nothing and a crash leaves either the old
 or the new catalog. A file that is not valid JSON is never written over: the
 error names its line and column. A record that fails the schema makes only
-that dataset unavailable, with an error naming the field.
+that dataset unavailable, with an error naming the field; so does a number
+that is not finite (NaN, infinity: Python's ``json`` reads them, JSON has none).
+
+Every layer record carries a ``version``, new on every write of that layer
+(:func:`new_version`); caches key a layer's chunks by :func:`layer_version`,
+so writing one layer never retires another layer's cached chunks.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import secrets
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -27,7 +35,7 @@ if TYPE_CHECKING:  # jsonschema and filelock load on first use: `blockio catalog
     import jsonschema
     from filelock import FileLock
 
-__all__ = ["CATALOG_NAME", "SCHEMA_VERSION", "Catalog", "now", "schema"]
+__all__ = ["CATALOG_NAME", "SCHEMA_VERSION", "Catalog", "layer_version", "new_version", "non_finite", "now", "record_errors", "schema"]
 
 CATALOG_NAME = "catalog.json"
 SCHEMA_VERSION = 1
@@ -57,14 +65,56 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def new_version() -> str:
+    """A layer version no other write has: UTC time to the nanosecond plus 32 random bits.
+
+    Sorting by it sorts by time (to the clock's resolution); two writes in the
+    same nanosecond, or in two processes, still differ.
+    """
+    ns = time.time_ns()
+    stamp = datetime.fromtimestamp(ns // 1_000_000_000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{ns % 1_000_000_000:09d}Z-{secrets.token_hex(4)}"
+
+
+def layer_version(record: Record, layer: str) -> str:
+    """The version of one layer of a record: what cache keys, ETags and thumbnails use.
+
+    Records written before layers had versions fall back to the record's
+    ``updated`` stamp (which changes on any write of the dataset).
+
+    Raises
+    ------
+    KeyError
+        The record has no such layer.
+    """
+    meta = record["layers"][layer]
+    return str(meta.get("version") or record["updated"])
+
+
+def _field(path: Any) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def non_finite(value: Any, path: tuple[Any, ...] = ()) -> list[str]:
+    """Every number in ``value`` that is NaN or infinite, as ``field: nan is not a finite number``."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [f"{_field(path) or '(value)'}: {value} is not a finite number (JSON has no NaN or infinity)"]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in non_finite(v, (*path, k))]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in non_finite(v, (*path, i))]
+    return []
+
+
 def record_errors(record: Any) -> list[str]:
-    """Every schema violation of one record, each naming the field (``voxel_size[2]: ...``)."""
+    """Every schema violation of one record, each naming the field (``voxel_size[2]: ...``).
+
+    Numbers that are not finite count as violations: the schema's ``number``
+    admits them, a catalog must not hold them.
+    """
     errors = sorted(_record_validator().iter_errors(record), key=lambda e: list(e.absolute_path))
-    out = []
-    for err in errors:
-        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path).lstrip(".")
-        out.append(f"{field or '(record)'}: {err.message}")
-    return out
+    out = [f"{_field(err.absolute_path) or '(record)'}: {err.message}" for err in errors]
+    return out + non_finite(record)
 
 
 class Catalog:
@@ -181,4 +231,8 @@ class Catalog:
             raise RootNotWritable(f"store root {self.root} is not writable")
 
     def _write(self, data: dict[str, Any]) -> None:
+        # another record may hold one, read from a hand-edited file: name it rather than json's ValueError
+        bad = non_finite(data)
+        if bad:
+            raise CatalogError(f"refusing to write {self.path}: {bad[0]}")
         replace_file(self.path, json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n")

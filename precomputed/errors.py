@@ -11,9 +11,11 @@ The tree::
      ├── InvalidDatasetId (ValueError)
      ├── DatasetExists (FileExistsError)   refuse to replace a dataset without overwrite
      ├── DatasetNotFound (KeyError)
+     │    └── LayerNotFound                the dataset has no layer of that name
      ├── RootNotWritable (PermissionError)
      ├── CatalogError (ValueError)         catalog.json is malformed or a record is invalid
      ├── StoreError (OSError)              writing a store failed (disk full, I/O error)
+     │    └── WriteFailed                  a write into a live layer failed and was rolled back
      └── CorruptChunk (OSError)            a chunk's bytes fail a check: length, structure, checksum
           ├── ChecksumMismatch             the bytes differ from what the writer recorded
           └── UnlistedChunk                a checksummed layer has no entry for the chunk
@@ -33,12 +35,14 @@ __all__ = [
     "InvalidDatasetId",
     "InvalidOption",
     "InvalidSource",
+    "LayerNotFound",
     "PrecomputedError",
     "RootNotWritable",
     "SourceNotFound",
     "StoreError",
     "UnlistedChunk",
     "UnsupportedFormat",
+    "WriteFailed",
 ]
 
 
@@ -81,6 +85,10 @@ class DatasetNotFound(PrecomputedError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class LayerNotFound(DatasetNotFound):
+    """The dataset has no layer of this name."""
+
+
 class RootNotWritable(PrecomputedError, PermissionError):
     """The store root cannot be created or written."""
 
@@ -91,6 +99,10 @@ class CatalogError(PrecomputedError, ValueError):
 
 class StoreError(PrecomputedError, OSError):
     """Writing a store failed: disk full, I/O error, unreadable chunk."""
+
+
+class WriteFailed(StoreError):
+    """A write into a live layer failed (disk full, I/O error) and was rolled back: nothing changed."""
 
 
 class CorruptChunk(PrecomputedError, OSError):

@@ -25,7 +25,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from . import checksum_writes, image_layer, omezarr, stats
-from .catalog import SCHEMA_VERSION, Catalog, now, record_errors
+from .catalog import SCHEMA_VERSION, Catalog, new_version, now, record_errors
 from .errors import (
     DatasetExists,
     InvalidDatasetId,
@@ -348,7 +348,7 @@ def _record(reader: VolumeReader, spec: Any, dataset_id: str, options: IngestOpt
                 "path": f"precomputed/{dataset_id}/image",
                 "encoding": "raw",
                 "compression": options.compress,
-                "version": stamp,
+                "version": new_version(),  # not the stamp: two ingests in one second must differ
             }
         },
         "stats": record_stats,

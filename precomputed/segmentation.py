@@ -32,7 +32,6 @@ import re
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from filelock import FileLock, Timeout
 
 from . import checksum_writes, image_layer, labels, segment_properties, segmentation_commit
 from . import meshes as mesh_format
-from .catalog import Catalog
+from .catalog import Catalog, new_version
 from .errors import DatasetExists, DatasetNotFound, InvalidOption
 from .execution import run_tasks
 from .geometry import tile_boxes
@@ -74,8 +73,8 @@ def validate_name(name: str) -> str:
 
 
 def _version() -> str:
-    # microseconds: two writes of one layer in the same second still get different versions
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    # never the same twice: two writes of one layer in the same second still get different versions
+    return new_version()
 
 
 # ---------------------------------------------------------------------------

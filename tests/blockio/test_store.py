@@ -214,6 +214,9 @@ def test_cache_byte_budget_evicts(store_root: Path) -> None:
 
 
 def test_rewriting_a_layer_invalidates_the_cache(tmp_path: Path) -> None:
+    """Two overwriting ingests within a second: each gets its own version, no stale chunk is served."""
+    from precomputed.catalog import layer_version
+
     a = np.full((8, 16, 16), 7, dtype=np.uint8)
     np.save(tmp_path / "a.npy", a)
     np.save(tmp_path / "b.npy", a + 1)
@@ -221,12 +224,54 @@ def test_rewriting_a_layer_invalidates_the_cache(tmp_path: Path) -> None:
     opts = IngestOptions(chunk_size=(16, 16, 8), progress=False, workers=1)
     ingest(tmp_path / "a.npy", root, "x", opts)
     store = Store(root)
+    first = layer_version(store.info("x"), "image")
     assert store.read_block("x", (0, 0, 0), (16, 16, 8)).max() == 7
-    import time
-
-    time.sleep(1.1)  # versions are stamped to the second
     ingest(tmp_path / "b.npy", root, "x", IngestOptions(chunk_size=(16, 16, 8), progress=False, workers=1, overwrite=True))
+    assert layer_version(store.info("x"), "image") != first
     assert store.read_block("x", (0, 0, 0), (16, 16, 8)).max() == 8
+    # the reader of the old version was closed and replaced, not kept beside the new one
+    assert store.reader_count() == 1
+
+
+def test_segmentation_layers_read_from_their_zarr_copy(tmp_path: Path, store_root: Path, volume: np.ndarray) -> None:
+    from precomputed.segmentation import write_segmentation
+
+    root = _copy_root(store_root, tmp_path / "root")
+    labels = (volume // 500).astype(np.uint32)
+    write_segmentation(root, "v", "pred", labels, provenance={"model": "test"}, meshes=False)
+    store = Store(root)
+    record = store.info("v")
+    for mip, level in enumerate(record["mips"]):
+        x, y, z = level["shape"]
+        a = store.read_block("v", (0, 0, 0), (x, y, z), layer="pred", mip=mip)
+        b = store.read_block("v", (0, 0, 0), (x, y, z), layer="pred", mip=mip, source="zarr")
+        np.testing.assert_array_equal(a, b, err_msg=f"mip {mip}")
+    np.testing.assert_array_equal(store.read_block("v", (0, 0, 0), (90, 70, 20), layer="pred", source="zarr"), labels)
+    assert store.reader_count() == 2  # one per (dataset, layer, source)
+    catalog = json.loads((root / "catalog.json").read_text())
+    del catalog["datasets"]["v"]["layers"]["pred"]["zarr"]  # a layer without a copy
+    (root / "catalog.json").write_text(json.dumps(catalog))
+    with pytest.raises(InvalidRequest, match="layer 'pred' has no OME-Zarr copy"):
+        Store(root).read_block("v", (0, 0, 0), (8, 8, 8), layer="pred", source="zarr")
+
+
+def test_a_record_without_layer_versions_still_reads(tmp_path: Path, store_root: Path, volume: np.ndarray) -> None:
+    root = _copy_root(store_root, tmp_path / "root")
+    catalog = json.loads((root / "catalog.json").read_text())
+    del catalog["datasets"]["v"]["layers"]["image"]["version"]  # an older catalog
+    (root / "catalog.json").write_text(json.dumps(catalog))
+    store = Store(root)
+    np.testing.assert_array_equal(store.read_block("v", (0, 0, 0), (16, 16, 4)), volume[0:4, 0:16, 0:16])
+
+
+def test_close_ends_every_reader(store_root: Path) -> None:
+    store = Store(store_root)
+    store.read_block("v", (0, 0, 0), (90, 70, 20))
+    store.read_block("v", (0, 0, 0), (8, 8, 8), source="zarr")
+    assert store.reader_count() == 2
+    store.close()
+    assert store.reader_count() == 0
+    assert store.read_block("v", (0, 0, 0), (4, 4, 4)).shape == (4, 4, 4)  # opens a new one
 
 
 def test_malformed_record_is_unavailable_others_served(tmp_path: Path, store_root: Path) -> None:
