@@ -61,3 +61,37 @@ def assert_stores_equal_source(root: Path, record: dict[str, Any], source_czyx: 
             assert got.dtype == want.dtype, (reader.__name__, mip)
             assert got.shape == want.shape, (reader.__name__, mip, got.shape, want.shape)
             np.testing.assert_array_equal(got, want, err_msg=f"{reader.__name__} mip {mip}")
+
+
+def read_layer_levels(root: Path, record: dict[str, Any], layer: str) -> list[tuple[str, int, npt.NDArray[Any]]]:
+    """``(reader, mip, [c, z, y, x])`` of a segmentation layer at every mip, in both of its stores.
+
+    The precomputed layer through CloudVolume and TensorStore, the OME-Zarr
+    ``labels/<name>`` copy through zarr-python and TensorStore.
+    """
+    meta = record["layers"][layer]
+    out = []
+    for mip in range(len(record["mips"])):
+        vol = CloudVolume(f"file://{root / meta['path']}", mip=mip, progress=False, fill_missing=bool(meta.get("fill_missing")))
+        out.append(("cloudvolume", mip, np.asarray(vol[:, :, :]).T))
+        store = ts.open({"driver": "neuroglancer_precomputed", "kvstore": f"file://{root / meta['path']}", "scale_index": mip}).result()
+        out.append(("tensorstore precomputed", mip, np.asarray(store.read().result()).T))
+        data = np.asarray(zarr.open_array(str(root / meta["zarr"] / str(mip)), mode="r")[...])
+        out.append(("zarr", mip, data if data.ndim == 4 else data[None]))
+        store = ts.open({"driver": "zarr3", "kvstore": f"file://{root / meta['zarr'] / str(mip)}"}).result()
+        data = np.asarray(store.read().result())
+        out.append(("tensorstore zarr", mip, data if data.ndim == 4 else data[None]))
+    return out
+
+
+def assert_layer_stores_equal(root: Path, record: dict[str, Any], layer: str, labels_czyx: npt.NDArray[Any]) -> None:
+    """A segmentation layer's precomputed and OME-Zarr copies both equal the labels' mode pyramid at every mip."""
+    from precomputed.pyramid import downsample_mode
+
+    levels = [labels_czyx]
+    for mip in record["mips"][1:]:
+        levels.append(downsample_mode(levels[-1], tuple(mip["factor"])))
+    for reader, mip, got in read_layer_levels(root, record, layer):
+        want = levels[mip]
+        assert got.shape == want.shape, (reader, mip, got.shape, want.shape)
+        np.testing.assert_array_equal(got, want.astype(got.dtype), err_msg=f"{reader} mip {mip}")

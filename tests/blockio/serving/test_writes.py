@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +119,144 @@ def test_two_writers_keep_each_others_chunks(seg_root: Path) -> None:
         for i in range(3):
             x, y = 4 + 10 * i, 2 + 16 * k
             assert (got[1:5, y : y + 8, x : x + 8] == 10 * k + i + 1).all(), (k, i)
+
+
+# -- versions, readers, both stores, all-or-nothing ---------------------------------
+
+
+def _layer_files(root: Path) -> dict[str, bytes]:
+    """Every file of the segmentation layer, its OME-Zarr labels and its checksum manifests, by path."""
+    out = {}
+    for base in (root / "precomputed/v/pred", root / "zarr/v.zarr/labels/pred"):
+        for path in sorted(base.rglob("*")):
+            if path.is_file() and not path.name.endswith(".lock"):
+                out[str(path.relative_to(root))] = path.read_bytes()
+    return out
+
+
+def _labels(seed: int, shape_zyx: tuple[int, int, int]) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 5000, size=shape_zyx, dtype=np.uint32)
+
+
+def test_put_updates_both_stores_at_every_mip(wclient: FlaskClient, seg_root: Path) -> None:
+    from precomputed.catalog import Catalog
+    from tests.precomputed.stores import assert_layer_stores_equal
+
+    want = np.zeros((16, 64, 96), np.uint32)
+    for offset, block in (("32,0,0", _labels(1, (16, 32, 32))), ("3,40,2", _labels(2, (5, 10, 9))), ("60,10,0", _labels(3, (16, 50, 36)))):
+        assert put(wclient, offset, block).status_code == 200
+        x, y, z = map(int, offset.split(","))
+        want[z : z + block.shape[0], y : y + block.shape[1], x : x + block.shape[2]] = block
+    record = Catalog(seg_root).get("v")
+    assert_layer_stores_equal(seg_root, record, "pred", want[None])
+    store = Store(seg_root)
+    np.testing.assert_array_equal(store.read_block("v", (0, 0, 0), (96, 64, 16), layer="pred", source="zarr"), want)
+
+
+def test_segmentation_write_keeps_the_image_version_and_its_cached_chunks(wclient: FlaskClient, seg_root: Path) -> None:
+    from precomputed.catalog import layer_version
+
+    store = Store(seg_root)
+    before = store.info("v")
+    store.read_block("v", (0, 0, 0), (96, 64, 16))  # every image chunk now cached
+    misses = store.cache_stats()["memory"]["misses"]
+    r = put(wclient, "0,0,0", np.full((16, 32, 32), 3, np.uint32))
+    assert r.status_code == 200
+    after = store.info("v")
+    assert layer_version(after, "image") == layer_version(before, "image")
+    assert layer_version(after, "pred") == r.get_json()["version"] != layer_version(before, "pred")
+    hits = store.cache_stats()["memory"]["hits"]
+    store.read_block("v", (0, 0, 0), (96, 64, 16))
+    stats = store.cache_stats()["memory"]
+    assert stats["misses"] == misses and stats["hits"] == hits + 6  # 3 x 2 x 1 chunks, all hits
+
+
+@pytest.mark.slow
+def test_many_puts_keep_readers_and_threads_bounded(seg_root: Path) -> None:
+    app = create_app({"BLOCKIO_ROOT": str(seg_root), "BLOCKIO_WRITE_TOKEN": TOKEN})
+    client = app.test_client()
+    store: Store = app.extensions["blockio.store"]
+    versions = set()
+    threads = None
+    for i in range(200):
+        r = put(client, f"{(i % 3) * 32},0,0", np.full((16, 32, 32), i + 1, np.uint32))
+        assert r.status_code == 200
+        versions.add(r.get_json()["version"])
+        # 3 x 2 chunks: a read that fetches on the reader's threads, opening a reader for the new version
+        block = store.read_block("v", (0, 0, 0), (96, 64, 16), layer="pred")
+        assert block[0, 0, (i % 3) * 32] == i + 1
+        if threads is None:
+            threads = threading.active_count()
+    assert len(versions) == 200
+    assert store.reader_count() == 1
+    # the readers of older versions were closed: at most one pool of fetch threads, and the one just closed ending
+    assert threading.active_count() <= threads + 16
+
+
+def test_rollback_when_the_catalog_cannot_be_written(wclient: FlaskClient, seg_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from precomputed.catalog import Catalog
+
+    assert put(wclient, "0,0,0", _labels(4, (16, 32, 32))).status_code == 200
+    before = _layer_files(seg_root)
+    catalog_before = (seg_root / "catalog.json").read_bytes()
+
+    def broken(self: Catalog, *args: object, **kwargs: object) -> None:
+        raise OSError(5, "Input/output error", str(self.path))
+
+    monkeypatch.setattr(Catalog, "update", broken)  # after every chunk was renamed into place
+    r = put(wclient, "0,0,0", _labels(5, (16, 64, 96)))
+    assert r.status_code == 507, r.get_json()
+    assert r.get_json()["error"]["code"] == "write_failed" and "nothing was changed" in r.get_json()["error"]["message"]
+    assert _layer_files(seg_root) == before
+    assert (seg_root / "catalog.json").read_bytes() == catalog_before
+
+
+def test_put_over_a_damaged_chunk_changes_nothing(wclient: FlaskClient, seg_root: Path) -> None:
+    assert put(wclient, "0,0,0", _labels(6, (16, 32, 32))).status_code == 200
+    chunk = next((seg_root / "precomputed/v/pred/8_8_40").glob("0-32_0-32_0-16*"))
+    chunk.write_bytes(chunk.read_bytes()[:200])
+    before = _layer_files(seg_root)
+    r = put(wclient, "4,4,2", np.ones((4, 4, 4), np.uint32))
+    assert r.status_code == 500 and r.get_json()["error"]["code"] == "chunk_error"
+    assert _layer_files(seg_root) == before
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs: a real full disk (needs root, as in CI)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_put_on_a_full_disk_is_507_and_changes_nothing(tmp_path: Path, small_disk: Path) -> None:
+    from precomputed.catalog import Catalog
+    from tests.precomputed.stores import assert_layer_stores_equal
+
+    np.save(tmp_path / "v.npy", np.zeros((16, 64, 96), dtype=np.uint8))
+    root = small_disk / "root"
+    ingest(tmp_path / "v.npy", root, "v", IngestOptions(voxel_size=(8, 8, 40), chunk_size=(32, 32, 16), progress=False, workers=1))
+    write_segmentation(root, "v", "pred", np.zeros((16, 64, 96), dtype=np.uint32), provenance={"model": "test"}, meshes=False)
+    client = create_app({"BLOCKIO_ROOT": str(root), "BLOCKIO_WRITE_TOKEN": TOKEN}).test_client()
+    first = _labels(7, (16, 32, 32))
+    assert put(client, "0,0,0", first).status_code == 200
+    before = _layer_files(root)
+    catalog_before = (root / "catalog.json").read_bytes()
+    free = os.statvfs(small_disk)
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (free.f_bavail * free.f_frsize - (64 << 10)))  # leave 64 KiB
+    big = _labels(8, (16, 64, 96))  # random labels: ~1 MB of chunks in each store
+    r = put(client, "0,0,0", big)
+    assert r.status_code == 507, r.get_json()
+    assert "disk is full" in r.get_json()["error"]["message"]
+    assert _layer_files(root) == before  # byte-identical, and no temporary file left behind
+    assert (root / "catalog.json").read_bytes() == catalog_before
+    filler.unlink()
+    assert put(client, "0,0,0", big).status_code == 200
+    assert_layer_stores_equal(root, Catalog(root).get("v"), "pred", big[None])
