@@ -1,16 +1,22 @@
 """Checks that a catalog record and the stores it points to agree.
 
 Used by ``blockio catalog validate``: every problem is one line naming the
-dataset, the file and what is wrong.
+dataset, the file and what is wrong. A record's own problems come from the
+schema (and numbers that are not finite); its stores' from their metadata
+and a scan of every precomputed layer's chunk files
+(:func:`precomputed.layer_scan.scan_layer`: missing and truncated chunks).
+A deeper pass over every chunk's bytes passes its checks as ``chunk_checks``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .catalog import Catalog
+from .layer_scan import DEFAULT_CHECKS, ChunkCheck, scan_layer
 
 __all__ = ["missing_fields", "validate_catalog", "validate_record"]
 
@@ -24,8 +30,12 @@ def _load_json(path: Path) -> tuple[Any, str | None]:
         return None, f"{path} is unreadable: {exc}"
 
 
-def validate_record(root: Path, record: dict[str, Any]) -> list[str]:
-    """Problems with one (schema-valid) record's stores; empty when all is well."""
+def validate_record(root: Path, record: dict[str, Any], *, chunk_checks: Sequence[ChunkCheck] = DEFAULT_CHECKS) -> list[str]:
+    """Problems with one (schema-valid) record's stores; empty when all is well.
+
+    ``chunk_checks`` run on every chunk file of every precomputed layer (see
+    :mod:`precomputed.layer_scan`); the default only compares sizes.
+    """
     problems: list[str] = []
     mips = record["mips"]
     zarr_root = root / record["stores"]["zarr"]
@@ -67,14 +77,18 @@ def validate_record(root: Path, record: dict[str, Any]) -> list[str]:
                     problems.append(f"{layer_root}/info scale {level}: resolution {scale.get('resolution')}, the record says {mip['voxel_size']}")
                 if not (layer_root / scale.get("key", "?")).is_dir():
                     problems.append(f"{layer_root}/{scale.get('key')}: no chunk folder for mip {level}")
+        try:
+            problems.extend(scan_layer(layer_root, fill_missing=bool(layer.get("fill_missing", False)), checks=chunk_checks))
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # an info without the fields a scan needs
+            problems.append(f"{layer_root}/info: its chunks cannot be scanned: {exc}")
     return problems
 
 
-def validate_catalog(root: Path) -> dict[str, list[str]]:
-    """``{id: problems}`` for every dataset in the root's catalog."""
+def validate_catalog(root: Path, *, chunk_checks: Sequence[ChunkCheck] = DEFAULT_CHECKS) -> dict[str, list[str]]:
+    """``{id: problems}`` for every dataset in the root's catalog (``chunk_checks`` as in :func:`validate_record`)."""
     out: dict[str, list[str]] = {}
     for dataset_id, record, problems in Catalog(root).records():
-        out[dataset_id] = problems if record is None else validate_record(root, record)
+        out[dataset_id] = problems if record is None else validate_record(root, record, chunk_checks=chunk_checks)
     return out
 
 

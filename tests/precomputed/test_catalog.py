@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 import pytest
 
-from precomputed.catalog import Catalog, record_errors, schema
+from precomputed.catalog import Catalog, layer_version, new_version, record_errors, schema
 from precomputed.errors import CatalogError, DatasetNotFound
 
 
@@ -109,3 +110,120 @@ def test_update_sees_the_latest_record(root: Path) -> None:
 
     cat.update("a", bump)
     assert Catalog(root).get("a")["updated"].startswith("2026-02-02")
+
+
+# -- layer versions ---------------------------------------------------------------
+
+
+def test_new_versions_never_repeat_and_sort_by_time() -> None:
+    versions = [new_version() for _ in range(2000)]
+    assert len(set(versions)) == 2000
+    assert versions[0][:19] <= versions[-1][:19]  # the time part leads
+
+
+def test_layer_version_reads_the_layer_and_falls_back_to_updated() -> None:
+    rec = _record("a")
+    assert layer_version(rec, "image") == rec["updated"]  # a record from before layer versions
+    rec["layers"]["image"]["version"] = new_version()
+    assert record_errors(rec) == []
+    assert layer_version(rec, "image") == rec["layers"]["image"]["version"]
+    with pytest.raises(KeyError):
+        layer_version(rec, "pred")
+
+
+def test_two_overwriting_ingests_within_a_second_get_different_versions(tmp_path: Path) -> None:
+    from precomputed.ingest import IngestOptions, ingest
+
+    np.save(tmp_path / "a.npy", np.zeros((4, 8, 8), dtype=np.uint8))
+    opts = IngestOptions(chunk_size=(8, 8, 8), progress=False, workers=1, overwrite=True)
+    first = ingest(tmp_path / "a.npy", tmp_path / "root", "a", opts)
+    second = ingest(tmp_path / "a.npy", tmp_path / "root", "a", opts)
+    assert layer_version(first, "image") != layer_version(second, "image")
+    assert layer_version(Catalog(tmp_path / "root").get("a"), "image") == layer_version(second, "image")
+
+
+# -- numbers that are not finite ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("field", "value"), [("mean", float("nan")), ("std", float("inf")), ("min", float("-inf"))])
+def test_writer_refuses_non_finite_numbers(root: Path, field: str, value: float) -> None:
+    cat = Catalog(root)
+    cat.put(_record("a"))
+    before = (root / "catalog.json").read_bytes()
+    bad = _record("b")
+    bad["stats"][field] = value
+    with pytest.raises(CatalogError, match=rf"refusing to write dataset 'b': stats\.{field}: -?(nan|inf) is not a finite number"):
+        cat.put(bad)
+    assert (root / "catalog.json").read_bytes() == before
+
+
+def test_non_finite_number_in_the_file_is_reported_and_never_written_back(root: Path) -> None:
+    from precomputed.validate import validate_catalog
+
+    rec = _record("a")
+    rec["voxel_size"] = [4.0, float("nan"), 40.0]
+    data = {"schema_version": 1, "datasets": {"a": rec}}
+    (root / "catalog.json").write_text(json.dumps(data))  # Python writes NaN, which its json also reads
+    with pytest.raises(CatalogError, match=r"voxel_size\[1\]: nan is not a finite number"):
+        Catalog(root).get("a")
+    assert any("voxel_size[1]: nan is not a finite number" in p for p in validate_catalog(root)["a"])
+    with pytest.raises(CatalogError, match=r"refusing to write .*datasets\.a\.voxel_size\[1\]: nan"):
+        Catalog(root).put(_record("b"))  # rewriting the file would keep the NaN of 'a'
+
+
+# -- validate: the chunks of every layer --------------------------------------------
+
+
+@pytest.fixture
+def ingested(tmp_path: Path) -> Path:
+    from precomputed.ingest import IngestOptions, ingest
+    from precomputed.segmentation import write_segmentation
+
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "v.npy", rng.integers(0, 200, size=(16, 40, 48), dtype=np.uint8))
+    root = tmp_path / "root"
+    ingest(tmp_path / "v.npy", root, "v", IngestOptions(chunk_size=(16, 16, 8), progress=False, workers=1))
+    ingest(tmp_path / "v.npy", root, "g", IngestOptions(chunk_size=(16, 16, 8), progress=False, workers=1, compress="gzip"))
+    write_segmentation(root, "v", "pred", rng.integers(0, 9, size=(16, 40, 48), dtype=np.uint32), meshes=False)
+    return root
+
+
+def test_validate_passes_a_fresh_store(ingested: Path) -> None:
+    from precomputed.validate import validate_catalog
+
+    assert validate_catalog(ingested) == {"g": [], "v": []}
+
+
+def test_validate_reports_truncated_and_missing_chunks(ingested: Path) -> None:
+    from precomputed.validate import validate_catalog
+
+    image = ingested / "precomputed/v/image/1_1_1"
+    (image / "16-32_0-16_0-8").write_bytes((image / "16-32_0-16_0-8").read_bytes()[:1000])
+    (image / "32-48_16-32_8-16").unlink()
+    gz = ingested / "precomputed/g/image/1_1_1/0-16_0-16_0-8.gz"
+    gz.write_bytes(gz.read_bytes()[:-9])
+    pred = ingested / "precomputed/v/pred/1_1_1/0-16_0-16_0-8"
+    pred.write_bytes(pred.read_bytes()[:6])
+    (ingested / "precomputed/v/pred/1_1_1/16-32_0-16_0-8").unlink()  # a segmentation layer reads it as background
+    report = validate_catalog(ingested)
+    v = "\n".join(report["v"])
+    assert "1_1_1/16-32_0-16_0-8 is truncated: 1000 bytes" in v and "has 2048" in v
+    assert "1 chunk(s) missing" in v and "32-48_16-32_8-16" in v
+    assert "pred: chunk 1_1_1/0-16_0-16_0-8 is truncated: 6 bytes" in v
+    assert "pred/1_1_1" not in v  # its missing chunk reads as background
+    assert any("0-16_0-16_0-8.gz is truncated or damaged" in p for p in report["g"])
+
+
+def test_validate_takes_further_chunk_checks(ingested: Path) -> None:
+    from precomputed.layer_scan import ChunkFile
+    from precomputed.validate import validate_catalog
+
+    seen: list[str] = []
+
+    def every(file: ChunkFile) -> str | None:
+        seen.append(file.chunk)
+        return "bad" if file.chunk == "1_1_1/0-16_0-16_0-8" and "pred" in str(file.layer) else None
+
+    report = validate_catalog(ingested, chunk_checks=(every,))
+    assert any(p.endswith(": bad") for p in report["v"]) and report["g"] == []
+    assert "1_1_1/0-16_0-16_0-8" in seen
