@@ -24,6 +24,7 @@ import numpy.typing as npt
 from blockio.errors import InvalidRequest, LayerNotFound
 from blockio.store import Store
 from precomputed.atomic import replace_bytes
+from precomputed.catalog import layer_version
 
 __all__ = ["MAX_PIXELS", "MIN_PIXELS", "PLANES", "choose_mip", "thumbnail_png"]
 
@@ -44,8 +45,7 @@ def choose_mip(record: dict[str, Any], plane: str) -> int:
 
 
 def _version(record: dict[str, Any], layer: str) -> str:
-    meta = record["layers"][layer]
-    return str(meta.get("version", record["updated"]))
+    return layer_version(record, layer)
 
 
 def _cache_path(store: Store, record: dict[str, Any], layer: str, plane: str, mip: int) -> Path:

@@ -23,6 +23,7 @@ from blockio.limits import check_block_size
 from blockio.normalize import NORMALIZATIONS
 from blockio.serving.json_provider import finite_record
 from blockio.store import Store
+from precomputed.catalog import layer_version
 
 __all__ = ["Busy", "TooLarge", "bp", "check_path_ids", "get_settings", "get_store"]
 
@@ -139,7 +140,7 @@ def _validated_block(store: Store, settings: Settings, dataset: str) -> dict[str
     check_bounds(box, bounds, boundary, mip)
     if boundary in ("clip", "reflect") and box.intersect(bounds).empty:
         raise OutOfBounds(f"box {box} (x, y, z) does not overlap the volume at mip {mip}, whose bounds are {bounds}")
-    version = str((meta or {}).get("version", store.info(dataset).get("updated", "")))
+    version = layer_version(store.info(dataset), layer)  # reader() above raised for a missing layer
     return {"offset": offset, "size": size, "mip": mip, "layer": layer, "boundary": boundary, "normalize": normalize, "source": source, "format": fmt, "version": version}
 
 
