@@ -257,7 +257,7 @@ def _write_locked(catalog: Catalog, dataset_id: str, layer: str, offset: Xyz, bl
     root = catalog.root
     levels = _levels(root, record, meta)
     _check_block(block, levels[0].scale.dtype)
-    box = VoxelBox.from_offset_size(offset, tuple(reversed(block.shape)))  # type: ignore[arg-type]
+    box = VoxelBox.from_offset_size(offset, tuple(reversed(block.shape)))
     if not levels[0].bounds.contains(box):
         raise InvalidOption(f"block {box} (x, y, z) leaves the layer, whose bounds are {levels[0].bounds}")
     aligned = box.aligned(levels[0].scale.chunk_size, levels[0].bounds) == box

@@ -10,7 +10,6 @@ other layer's). A full disk answers 507 with nothing changed.
 from __future__ import annotations
 
 import hmac
-import io
 from typing import Any
 
 import numpy as np
