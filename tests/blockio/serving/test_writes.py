@@ -151,6 +151,16 @@ def test_put_updates_both_stores_at_every_mip(wclient: FlaskClient, seg_root: Pa
     assert_layer_stores_equal(seg_root, record, "pred", want[None])
     store = Store(seg_root)
     np.testing.assert_array_equal(store.read_block("v", (0, 0, 0), (96, 64, 16), layer="pred", source="zarr"), want)
+    # every chunk file is in its scale's checksum manifest with exactly the digest of its bytes
+    from precomputed.checksums import digest, load_manifest, read_payload, scale_keys
+
+    layer = seg_root / "precomputed/v/pred"
+    for key in scale_keys(layer):
+        manifest = load_manifest(layer, key)
+        assert manifest is not None
+        names = [p.name.removesuffix(".gz") for p in (layer / key).iterdir() if not p.name.startswith(".")]
+        assert names and all(manifest.chunks[n] == (digest(read_payload(layer, key, n) or b""),) for n in names), key
+    assert not list(seg_root.rglob("*.tmp"))
 
 
 def test_segmentation_write_keeps_the_image_version_and_its_cached_chunks(wclient: FlaskClient, seg_root: Path) -> None:
