@@ -19,11 +19,13 @@ from .errors import (
     InvalidDatasetId,
     InvalidOption,
     InvalidSource,
+    LayerNotFound,
     PrecomputedError,
     RootNotWritable,
     SourceNotFound,
     StoreError,
     UnsupportedFormat,
+    WriteFailed,
 )
 
 # The writers load on first use (PEP 562), so reading the catalog or building
@@ -37,6 +39,7 @@ _LAZY = {
     "downsample_average": "pyramid",
     "downsample_mode": "pyramid",
     "ingest": "ingest",
+    "layer_version": "catalog",
     "plan_pyramid": "pyramid",
     "write_segmentation": "segmentation",
 }
@@ -51,6 +54,7 @@ __all__ = [
     "InvalidDatasetId",
     "InvalidOption",
     "InvalidSource",
+    "LayerNotFound",
     "Mip",
     "PrecomputedError",
     "RootNotWritable",
@@ -59,9 +63,11 @@ __all__ = [
     "SourceNotFound",
     "StoreError",
     "UnsupportedFormat",
+    "WriteFailed",
     "downsample_average",
     "downsample_mode",
     "ingest",
+    "layer_version",
     "plan_pyramid",
     "write_segmentation",
 ]
