@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from blockio.data.block_checks import TransformError
+from blockio.data.options import DatasetOptions
 from blockio.data.sections import BadSlices, find_bad_slices, interpolate_slices
 
-__all__ = ["BadSlices", "BlockDataset", "TransformError", "find_bad_slices", "interpolate_slices"]
+__all__ = ["BadSlices", "BlockDataset", "DatasetOptions", "TransformError", "find_bad_slices", "interpolate_slices"]
 
 
 def __getattr__(name: str) -> Any:

@@ -20,10 +20,11 @@ torch = pytest.importorskip("torch")
 
 from torch.utils.data import DataLoader  # noqa: E402
 
+from blockio.data.dataset import FOREGROUND_FRACTION, BlockDataset  # noqa: E402
+from blockio.data.options import DatasetOptions  # noqa: E402
+from blockio.data.transforms import ClipOutliers  # noqa: E402
 from blockio.errors import DatasetNotFound, InvalidRequest  # noqa: E402
 from blockio.store import Store  # noqa: E402
-from blockio.data.dataset import FOREGROUND_FRACTION, BlockDataset  # noqa: E402
-from blockio.data.transforms import ClipOutliers  # noqa: E402
 from precomputed.catalog import Catalog, now  # noqa: E402
 from precomputed.ingest import IngestOptions, ingest  # noqa: E402
 
@@ -370,3 +371,43 @@ def test_dataset_reads_from_a_server_unchanged(live_server, served_root) -> None
         a, b = local[i], remote[i]
         assert a["dataset"] == b["dataset"] and torch.equal(a["offset"], b["offset"])
         assert torch.equal(a["image"], b["image"])
+
+
+# -- options ------------------------------------------------------------------------
+
+
+def test_options_object_gives_the_same_items_as_keywords(store_root: Path) -> None:
+    options = DatasetOptions(label_layer="labels", return_mask=True, normalize="minmax", weights="equal")
+    by_object = BlockDataset(store_root, "sparse", (16, 24, 8), samples_per_epoch=4, seed=5, options=options)
+    by_keywords = BlockDataset(store_root, "sparse", (16, 24, 8), samples_per_epoch=4, seed=5, label_layer="labels", return_mask=True, normalize="minmax", weights="equal")
+    assert by_object.options == by_keywords.options
+    _assert_same_items(_items(by_object), _items(by_keywords))
+
+
+def test_keywords_replace_fields_of_the_options(store_root: Path) -> None:
+    options = DatasetOptions(sampler="grid", overlap=(4, 4, 0), return_mask=True)
+    ds = BlockDataset(store_root, "a", (16, 16, 4), options=options, return_mask=False)
+    assert ds.options.sampler == "grid" and ds.options.overlap == (4, 4, 0) and ds.return_mask is False
+    assert options.return_mask is True  # the caller's object is left as it was
+    assert "mask" not in ds[0]
+
+
+def test_options_are_frozen_checked_and_picklable() -> None:
+    import dataclasses
+
+    options = DatasetOptions(overlap="2,2,1", transform=ClipOutliers(0.1, 0.9))
+    assert options.overlap == (2, 2, 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.mip = 1  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(options)) == options
+    with pytest.raises(InvalidRequest, match="sampler must be one of"):
+        DatasetOptions(sampler="sequential")
+    with pytest.raises(TypeError):
+        DatasetOptions(0)  # type: ignore[misc]  # keyword-only
+
+
+def test_unknown_keyword_is_a_type_error(store_root: Path) -> None:
+    with pytest.raises(TypeError, match="unexpected keyword arguments: colour"):
+        BlockDataset(store_root, "a", (4, 4, 4), colour="red")
+    with pytest.raises(TypeError, match="options must be a DatasetOptions"):
+        BlockDataset(store_root, "a", (4, 4, 4), options={"mip": 0})  # type: ignore[arg-type]
