@@ -41,7 +41,7 @@ def _as_int(v: object) -> int:
     if isinstance(v, int):
         return v
     if hasattr(v, "__index__"):
-        return int(v.__index__())  # type: ignore[attr-defined]
+        return int(v.__index__())
     if isinstance(v, float) and v.is_integer():
         return int(v)
     raise TypeError

@@ -245,7 +245,7 @@ class RemoteStore:
 
     def iter_blocks(self, dataset: str, block: Any, overlap: Any = (0, 0, 0), *, mip: int = 0, layer: str = "image") -> Iterator[VoxelBox]:
         """The same grid as :meth:`blockio.store.Store.iter_blocks`, from the record's shape."""
-        from blockio.store import grid_boxes
+        from blockio.boxes import grid_boxes
 
         return grid_boxes(self.bounds(dataset, mip), parse_xyz(block, "block", positive=True), parse_xyz(overlap, "overlap"))
 

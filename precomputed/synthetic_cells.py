@@ -10,6 +10,7 @@ between its two nearest seeds (see :func:`slab_cells`). Positions are
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -115,7 +116,7 @@ def slab_cells(
     normal[interior] = 0.0
     del facets, bound, distance, gaps
 
-    def spread(per_block: NDArray) -> NDArray:
+    def spread(per_block: NDArray[Any]) -> NDArray[Any]:
         """Repeat block values over their voxels: ``[z, y, x]`` of the slab."""
         fine = np.broadcast_to(per_block.reshape(z1 - z0, nby, 1, nbx, 1), (z1 - z0, nby, b, nbx, b))
         return fine.reshape(z1 - z0, nby * b, nbx * b)[:, :ny, :nx]
@@ -181,4 +182,5 @@ def membrane_width(
     they do through a real section's thickness.
     """
     extent = 0.5 * (np.abs(normal) @ np.asarray(voxel_size))
-    return np.sqrt(MEMBRANE_SIGMA_NM**2 + extent**2)
+    width: NDArray[np.float64] = np.sqrt(MEMBRANE_SIGMA_NM**2 + extent**2)
+    return width

@@ -100,4 +100,5 @@ def render_section(
     section += sigma
     np.rint(section, out=section)
     np.clip(section, 0, 255, out=section)
-    return section.astype(np.uint8)
+    out: NDArray[np.uint8] = section.astype(np.uint8)
+    return out
