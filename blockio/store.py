@@ -11,6 +11,7 @@ decoded chunks (see :mod:`blockio.cache.memory`).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -97,13 +98,13 @@ class Store:
         from precomputed.catalog import Catalog
         from precomputed.ingest import local_root
 
-        self.root = Path(local_root(root))
         # the options override the settings' fields; the settings come from the environment only when not given
         settings = settings if settings is not None else Settings.from_env()
         self.settings = settings.replace(
             **{k: v for k, v in (("cache_bytes", cache_bytes), ("max_block_voxels", max_block_voxels), ("max_block_bytes", max_block_bytes)) if v is not None},
             **({"redis_url": redis_url or None} if redis_url is not None else {}),
         )
+        self.root = Path(local_root(root))
         self._catalog = Catalog(self.root)
         self.memory_cache = MemoryCache(self.settings.cache_bytes)
         tiers: list[ChunkCache] = [self.memory_cache]
@@ -272,6 +273,8 @@ class Store:
             raise InvalidRequest(f"layer {layer!r} is a {meta['type']} layer: normalisation applies to images only")
         out_dtype = _dtype(dtype)
         reader = self._reader(dataset, layer, source, record, meta)  # the record just looked up, not again
+        # the same limits as the REST API, in bytes of this layer's dtype; before any chunk is read
+        check_block_size(size, channels=reader.channels, dtype=np.float32 if normalize else reader.dtype, max_voxels=self.max_block_voxels, max_bytes=self.max_block_bytes)
         bounds = reader.bounds(mip)
         box = VoxelBox.from_offset_size(offset, size)
         check_bounds(box, bounds, boundary, mip)
@@ -291,8 +294,6 @@ class Store:
         assert out is not None  # noqa: S101 - inner is non-empty for clip
         if out_dtype is not None:
             out = out.astype(out_dtype, copy=False)
-        # the same limits as the REST API, in bytes of this layer's dtype; before any chunk is read
-        check_block_size(size, channels=reader.channels, dtype=np.float32 if normalize else reader.dtype, max_voxels=self.max_block_voxels, max_bytes=self.max_block_bytes)
         if out.shape[0] == 1:
             out = out[0]
         extras: list[Any] = []
@@ -312,6 +313,10 @@ class Store:
         missing: list[tuple[tuple[int, int, int], VoxelBox]] = []
         for index, chunk_box in grid:
             chunk = cached.get(keys[index])
+            if chunk is not None and (chunk.shape != (reader.channels, *reversed(chunk_box.size)) or chunk.dtype != reader.dtype):
+                # a cached value of another shape or dtype (a foreign writer, a stale format) is a miss, never a failed read
+                logging.getLogger(__name__).warning("cached chunk %s is %s %s, not %s: read from storage", keys[index].text(), chunk.dtype, list(chunk.shape), [reader.channels, *reversed(chunk_box.size)])
+                chunk = None
             if chunk is None:
                 missing.append((index, chunk_box))
             else:

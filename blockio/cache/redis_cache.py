@@ -279,6 +279,8 @@ class RedisCache:
             if not isinstance(value, bytes):
                 raise ValueError(f"expected bytes, got {type(value).__name__}")
             chunk = decode_chunk(value)
+            if chunk.ndim != 4:  # every cached chunk is [c, z, y, x]; another shape would fail the read
+                raise ValueError(f"expected a [c, z, y, x] chunk, got shape {list(chunk.shape)}")
         except ValueError as exc:
             # storage supplies the chunk and the put that follows overwrites the bad value
             self._count("errors")
