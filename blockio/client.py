@@ -6,8 +6,8 @@
 
 Connections are kept alive (one per thread); a block streams from the socket
 straight into its numpy array; 503 and connection errors are retried with
-exponential back-off; 4xx answers raise the matching :mod:`blockio.errors`
-exception.
+exponential back-off; an error answer raises the :mod:`blockio.errors` class
+its JSON ``code`` names, with the answer's ``status`` and ``code``.
 """
 
 from __future__ import annotations
@@ -26,15 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from blockio.boxes import VoxelBox, parse_xyz
-from blockio.errors import (
-    BlockioError,
-    ChunkError,
-    DatasetNotFound,
-    DatasetUnavailable,
-    InvalidRequest,
-    LayerNotFound,
-    OutOfBounds,
-)
+from blockio.errors import InvalidRequest, LayerNotFound, error_class
 
 __all__ = ["RemoteStore", "connect"]
 
@@ -139,25 +131,21 @@ class RemoteStore:
         raise ConnectionError(f"cannot reach {self.url}")  # pragma: no cover - the loop returns or raises
 
     def _raise_for(self, resp: _Response) -> None:
+        """Raise the :mod:`blockio.errors` class the answer's ``code`` names (never guessed from its message).
+
+        The exception keeps the answer's ``status`` and ``code`` as attributes.
+        """
         if resp.status < 400:
             return
         data = resp.data
         try:
             error = json.loads(data)["error"]
-            code, message = error["code"], error["message"]
+            code, message = str(error["code"]), str(error["message"])
         except (ValueError, KeyError, TypeError):
             code, message = "http", data[:200].decode(errors="replace")
-        if resp.status == 404:
-            cls: type[BlockioError] = LayerNotFound if "layer" in message else DatasetNotFound
-        elif resp.status in (400, 413):
-            cls = OutOfBounds if "leaves the volume" in message or "does not overlap" in message else InvalidRequest
-        elif code == "dataset_unavailable":
-            cls = DatasetUnavailable
-        elif code == "chunk_error":
-            cls = ChunkError
-        else:
-            cls = BlockioError
-        raise cls(f"{message} (HTTP {resp.status} from {self.url})")
+        exc = error_class(code, resp.status)(f"{message} (HTTP {resp.status} from {self.url})")
+        exc.status, exc.code = resp.status, code  # type: ignore[misc]  # the answer's own, also for unknown codes
+        raise exc
 
     def _json(self, path: str) -> Any:
         resp = self._request(path)

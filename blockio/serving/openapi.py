@@ -6,6 +6,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from blockio.errors import ERRORS
+
 __all__ = ["bp", "document"]
 
 bp = Blueprint("openapi", __name__)
@@ -21,7 +23,10 @@ _ERROR = {
                     "error": {
                         "type": "object",
                         "required": ["code", "message"],
-                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                        "properties": {
+                            "code": {"type": "string", "description": "stable: " + ", ".join(f"{cls.code} ({cls.status})" for cls in ERRORS) + ", or an HTTP error's name"},
+                            "message": {"type": "string"},
+                        },
                     }
                 },
             }
@@ -85,7 +90,7 @@ def document() -> dict[str, Any]:
                 "get": {
                     "summary": "One catalog record",
                     "parameters": [_ID],
-                    "responses": {"200": {"description": "the record", "content": {"application/json": {"schema": {"type": "object"}}}}, "404": _ERROR, "503": _ERROR},
+                    "responses": {"200": {"description": "the record", "content": {"application/json": {"schema": {"type": "object"}}}}, "400": _ERROR, "404": _ERROR, "503": _ERROR},
                 }
             },
             "/api/datasets/{dataset}/block": {
@@ -135,6 +140,8 @@ def document() -> dict[str, Any]:
                         "403": _ERROR,
                         "404": _ERROR,
                         "413": _ERROR,
+                        "503": _ERROR,
+                        "507": _ERROR,
                     },
                 }
             },

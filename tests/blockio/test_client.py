@@ -11,7 +11,7 @@ from flask import Flask, Response
 from werkzeug.serving import make_server
 
 from blockio.client import connect
-from blockio.errors import DatasetNotFound, InvalidRequest, LayerNotFound, OutOfBounds
+from blockio.errors import ERRORS, PRECOMPUTED_ERRORS, DatasetNotFound, InvalidRequest, LayerNotFound, OutOfBounds
 from blockio.store import Store
 
 
@@ -73,3 +73,43 @@ def test_connection_refused_is_a_clear_error() -> None:
     s.close()
     with pytest.raises(ConnectionError, match="cannot reach"):
         connect(f"http://127.0.0.1:{port}", retries=1).datasets()
+
+
+def _raising(exc: BaseException):  # type: ignore[no-untyped-def]
+    def info(dataset: str) -> dict:  # type: ignore[type-arg]
+        raise exc
+
+    return info
+
+
+def _precomputed_instance(cls: type[Exception]) -> Exception:
+    try:
+        return cls("it went wrong")
+    except TypeError:  # CorruptChunk and its subclasses take (chunk, reason)
+        return cls("0_0_0/0-32_0-32_0-16", "it went wrong")
+
+
+@pytest.mark.parametrize("cls", ERRORS, ids=lambda c: c.__name__)
+def test_a_remote_error_keeps_its_class_status_and_code(app, live_server, cls) -> None:  # type: ignore[no-untyped-def]
+    app.extensions["blockio.store"].info = _raising(cls("it went wrong"))
+    with pytest.raises(cls) as info:
+        connect(live_server.url, retries=0).info("v")
+    assert type(info.value) is cls
+    assert (info.value.status, info.value.code) == (cls.status, cls.code)
+    assert "it went wrong" in str(info.value) or cls.status >= 500
+
+
+@pytest.mark.parametrize("cls", sorted(PRECOMPUTED_ERRORS, key=lambda c: c.__name__), ids=lambda c: c.__name__)
+def test_a_precomputed_error_arrives_as_its_blockio_class(app, live_server, cls) -> None:  # type: ignore[no-untyped-def]
+    app.extensions["blockio.store"].info = _raising(_precomputed_instance(cls))
+    want = PRECOMPUTED_ERRORS[cls]
+    with pytest.raises(want) as info:
+        connect(live_server.url, retries=0).info("v")
+    assert type(info.value) is want and info.value.status == want.status
+
+
+def test_unknown_codes_keep_the_answers_status_and_code(live_server) -> None:  # type: ignore[no-untyped-def]
+    remote = connect(live_server.url, retries=0)
+    with pytest.raises(InvalidRequest) as info:
+        remote._json("/api/nothing")
+    assert (info.value.status, info.value.code) == (404, "not_found")

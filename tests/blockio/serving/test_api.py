@@ -137,3 +137,90 @@ def test_cors_allowlist(served_root) -> None:  # type: ignore[no-untyped-def]
     c = app.test_client()
     assert c.get("/healthz", headers={"Origin": "http://b.example"}).headers["Access-Control-Allow-Origin"] == "http://b.example"
     assert "Access-Control-Allow-Origin" not in c.get("/healthz", headers={"Origin": "http://evil.example"}).headers
+
+
+# -- bad input is a 4xx, answers reveal nothing private ---------------------------------------
+
+
+def _root_copy(served_root, tmp_path):  # type: ignore[no-untyped-def]
+    import shutil
+
+    dest = tmp_path / "root"
+    shutil.copytree(served_root, dest, ignore=shutil.ignore_patterns(".cache"))
+    return dest
+
+
+def _strict_json(text: str):  # type: ignore[no-untyped-def]
+    import json
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_nan_in_a_record_lists_it_as_unavailable_in_valid_json(served_root, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = _root_copy(served_root, tmp_path)
+    catalog = root / "catalog.json"
+    import json
+
+    data = json.loads(catalog.read_text())
+    data["datasets"]["v"]["stats"]["mean"] = float("nan")
+    catalog.write_text(json.dumps(data))  # Python writes the NaN that no JSON parser reads
+    client = create_app({"BLOCKIO_ROOT": str(root)}).test_client()
+    listing = client.get("/api/datasets")
+    assert listing.status_code == 200
+    items = {item["id"]: item for item in _strict_json(listing.get_data(as_text=True))["items"]}
+    assert items["g"]["shape"] == [100, 80, 24]
+    assert items["v"]["error"]["code"] == "dataset_unavailable" and "stats.mean" in items["v"]["error"]["message"]
+    one = client.get("/api/datasets/v")
+    assert one.status_code == 503 and _strict_json(one.get_data(as_text=True))["error"]["code"] == "dataset_unavailable"
+
+
+def test_errors_name_paths_relative_to_the_root_and_list_no_ids(served_root, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = _root_copy(served_root, tmp_path)
+    (root / "precomputed" / "v" / "image" / "info").unlink()
+    client = create_app({"BLOCKIO_ROOT": str(root)}).test_client()
+    missing = client.get("/api/datasets/nope").get_data(as_text=True)
+    assert str(root) not in missing and "'g'" not in missing and "g, v" not in missing
+    broken = client.get("/api/datasets/v/block?offset=0,0,0&size=8,8,8")
+    text = broken.get_data(as_text=True)
+    assert broken.status_code == 500 and broken.get_json()["error"]["code"] == "chunk_error"
+    assert str(tmp_path) not in text and "precomputed/v/image" in text
+
+
+def test_if_none_match_star_validates_first(client: FlaskClient) -> None:
+    star = {"If-None-Match": "*"}
+    assert client.get("/api/datasets/v/block?offset=95,0,0&size=10,10,4", headers=star).status_code == 400
+    assert client.get("/api/datasets/v/block?offset=0,0,0&size=10,10,4&mip=9", headers=star).status_code == 400
+    assert client.get("/api/datasets/v/block?offset=0,0,0&size=10,10,4&normalize=l2", headers=star).status_code == 400
+    assert client.get("/api/datasets/v/block?offset=0,0,0&size=10,10,4&source=n5", headers=star).status_code == 400
+    assert client.get("/api/datasets/v/block?offset=0,0,0&size=10,10,4&layer=labels", headers=star).status_code == 404
+    assert client.get("/api/datasets/v/block?offset=0,0,0&size=10,10,4", headers=star).status_code == 304
+
+
+def test_an_id_with_a_trailing_newline_is_refused(client: FlaskClient) -> None:
+    for url in ("/api/datasets/v%0A", "/api/datasets/v%0A/block?offset=0,0,0&size=8,8,8"):
+        resp = client.get(url)
+        assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_request", url
+
+
+def test_byte_limit_counts_the_layers_own_dtype(served_root, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from precomputed.segmentation import write_segmentation
+
+    root = _root_copy(served_root, tmp_path)
+    labels = np.arange(24 * 80 * 100, dtype=np.uint64).reshape(24, 80, 100) + np.uint64(2**40)
+    write_segmentation(root, "v", "seg64", labels, provenance={"model": "test"}, meshes=False, dtype="uint64")
+    client = create_app({"BLOCKIO_ROOT": str(root), "BLOCKIO_MAX_BLOCK_BYTES": 4096}).test_client()
+    query = "offset=0,0,0&size=16,16,4"  # 1024 voxels: 2 KiB of uint16 image, 8 KiB of uint64 labels
+    assert client.get(f"/api/datasets/v/block?{query}").status_code == 200
+    resp = client.get(f"/api/datasets/v/block?{query}&layer=seg64")
+    assert resp.status_code == 413 and resp.get_json()["error"]["code"] == "too_large" and "uint64" in resp.get_json()["error"]["message"]
+
+
+def test_the_store_enforces_the_apps_block_limit(served_root) -> None:  # type: ignore[no-untyped-def]
+    from blockio.errors import TooLarge
+
+    app = create_app({"BLOCKIO_ROOT": str(served_root), "BLOCKIO_MAX_BLOCK_VOXELS": 64**3 // 8})
+    with pytest.raises(TooLarge):
+        app.extensions["blockio.store"].read_block("v", (0, 0, 0), (64, 64, 9))
