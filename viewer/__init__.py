@@ -5,14 +5,13 @@
 (``app.extensions["viewer.pool"]``) and the review log
 (``app.extensions["viewer.reviews"]``, ``ROOT/reviews.json``).
 
-Configuration: ``BLOCKIO_NEUROGLANCER_PORT`` (default 0, a free port) and
-``BLOCKIO_NEUROGLANCER_BIND`` (default ``127.0.0.1``) for Neuroglancer's
-in-process server.
+Configuration: the app's :class:`blockio.config.Settings` (``app.extensions["blockio.settings"]``):
+``neuroglancer_port`` (``BLOCKIO_NEUROGLANCER_PORT``, default 0, a free port) and
+``neuroglancer_bind`` (``BLOCKIO_NEUROGLANCER_BIND``, default ``127.0.0.1``) for
+Neuroglancer's in-process server.
 """
 
 from __future__ import annotations
-
-import os
 
 from flask import Flask
 
@@ -41,9 +40,10 @@ def init_app(app: Flask) -> None:
 
     if bp.name in app.blueprints:  # create_app registers it already
         return
-    app.config.setdefault("BLOCKIO_NEUROGLANCER_PORT", int(os.environ.get("BLOCKIO_NEUROGLANCER_PORT", 0)))
-    app.config.setdefault("BLOCKIO_NEUROGLANCER_BIND", os.environ.get("BLOCKIO_NEUROGLANCER_BIND", "127.0.0.1"))
+    from blockio.config import Settings
+
+    settings = app.extensions.get("blockio.settings") or Settings.from_env()
     store = app.extensions["blockio.store"]
-    app.extensions["viewer.pool"] = ViewerPool(bind_address=app.config["BLOCKIO_NEUROGLANCER_BIND"], port=app.config["BLOCKIO_NEUROGLANCER_PORT"])
+    app.extensions["viewer.pool"] = ViewerPool(bind_address=settings.neuroglancer_bind, port=settings.neuroglancer_port)
     app.extensions["viewer.reviews"] = ReviewLog(store.root)
     app.register_blueprint(bp)

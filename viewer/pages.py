@@ -30,8 +30,9 @@ from flask import (
 )
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from blockio.errors import BlockioError, InvalidRequest, LayerNotFound, ReviewsUnavailable
 from blockio.serving.api import get_store
-from blockio.errors import BlockioError, InvalidRequest, LayerNotFound
+from blockio.serving.bodies import parse_json_object
 from precomputed.validate import missing_fields
 
 from .reviews import VERDICTS, ReviewLog, to_csv
@@ -61,6 +62,14 @@ def get_pool() -> ViewerPool:
 
 def get_reviews() -> ReviewLog:
     return current_app.extensions["viewer.reviews"]  # type: ignore[no-any-return]
+
+
+def _shown_reviews() -> tuple[list[dict[str, Any]], str]:
+    """Every verdict and ``""``; or none and the problem, when reviews.json is malformed (the page still renders)."""
+    try:
+        return get_reviews().all(), ""
+    except ReviewsUnavailable as exc:
+        return [], str(exc)
 
 
 def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
@@ -135,7 +144,7 @@ def index() -> str:
     pages = max(1, math.ceil(len(ids) / per_page))
     page = _int_arg("page", 1, 1, pages)
     chosen = ids[(page - 1) * per_page : page * per_page]
-    reviews = get_reviews().all()
+    reviews, reviews_problem = _shown_reviews()
     by_dataset: dict[str, list[dict[str, Any]]] = {}
     for review in reversed(reviews):
         by_dataset.setdefault(review.get("dataset", ""), []).append(review)
@@ -146,7 +155,16 @@ def index() -> str:
         except BlockioError as exc:  # a malformed record is listed with its problem, the rest are served
             broken.append((dataset, str(exc)))
     return render_template(
-        "viewer_index.html", rows=rows, broken=broken, q=q, page=page, pages=pages, per_page=per_page, total=len(ids), verdicts=VERDICTS
+        "viewer_index.html",
+        rows=rows,
+        broken=broken,
+        q=q,
+        page=page,
+        pages=pages,
+        per_page=per_page,
+        total=len(ids),
+        verdicts=VERDICTS,
+        reviews_problem=reviews_problem,
     )
 
 
@@ -175,6 +193,7 @@ def view(dataset: str) -> str:
         log_.add(dataset=spec.dataset, layer=layer, verdict=verdict, segment=segment, position=position, note="(key binding)")
 
     token, viewer = get_pool().create(spec, state, on_verdict)
+    reviews, reviews_problem = _shown_reviews()
     return render_template(
         "viewer_view.html",
         record=record,
@@ -184,9 +203,20 @@ def view(dataset: str) -> str:
         stable_url=url_for("viewer.view", dataset=dataset, **spec.query()),  # type: ignore[arg-type]
         verdicts=VERDICTS,
         key_bindings=[(key, verdict) for key, verdict in KEY_BINDINGS.values()],
-        reviews=log_.for_dataset(dataset)[:20],
+        reviews=[r for r in reversed(reviews) if r.get("dataset") == dataset][:20],
+        reviews_problem=reviews_problem,
         segs=sorted(name for name, meta in record["layers"].items() if meta.get("type") == "segmentation"),
     )
+
+
+def _text(form: Any, name: str) -> str:
+    """A form or JSON field that must be a string (a JSON list or object is a 400, not a 500)."""
+    value = form.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a string, got a JSON {type(value).__name__}")
+    return value
 
 
 def _live(dataset: str, token: str | None) -> tuple[ViewSpec, Any]:
@@ -210,16 +240,14 @@ def selection(dataset: str) -> Response:
 
 @bp.post("/view/<dataset>/review")
 def review(dataset: str) -> Response | WerkzeugResponse:
-    form: Any = request.get_json(silent=True) if request.is_json else request.form
-    if form is None or not hasattr(form, "get"):
-        raise InvalidRequest("send a form or a JSON object")
-    spec, viewer = _live(dataset, form.get("token"))
-    layer = form.get("layer") or (spec.preds[0] if spec.preds else "")
+    form: Any = parse_json_object(request.get_data(cache=False)) if request.is_json else request.form
+    spec, viewer = _live(dataset, _text(form, "token"))
+    layer = _text(form, "layer") or (spec.preds[0] if spec.preds else "")
     if layer not in spec.preds:
         raise LayerNotFound(f"layer {layer!r} is not a prediction layer of this view ({', '.join(spec.preds) or 'none'})")
-    verdict = form.get("verdict", "")
-    note = str(form.get("note", ""))
-    reviewer = str(form.get("reviewer", ""))
+    verdict = _text(form, "verdict")
+    note = _text(form, "note")
+    reviewer = _text(form, "reviewer")
     segments = selected_segments(viewer, layer)
     if len(segments) > MAX_SEGMENTS_PER_VERDICT:
         raise InvalidRequest(f"{len(segments)} segments are selected; select at most {MAX_SEGMENTS_PER_VERDICT}")

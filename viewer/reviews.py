@@ -22,9 +22,8 @@ from typing import Any
 
 from filelock import FileLock
 
+from blockio.errors import InvalidRequest, ReviewsUnavailable
 from precomputed.atomic import replace_file
-
-from blockio.errors import InvalidRequest
 from precomputed.catalog import now
 
 __all__ = ["CSV_FIELDS", "REVIEWS_NAME", "VERDICTS", "ReviewLog", "to_csv"]
@@ -107,17 +106,24 @@ class ReviewLog:
         return review
 
     def _load(self) -> list[Review]:
+        """The stored verdicts; :class:`ReviewsUnavailable` (naming the file relative to the root) if malformed."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ReviewsUnavailable(f"{REVIEWS_NAME} cannot be read: {exc.__class__.__name__}") from exc
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:
             # never written over while malformed, as the catalog
-            raise ValueError(f"{self.path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+            where = f" at line {exc.lineno}, column {exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else ""
+            raise ReviewsUnavailable(f"{REVIEWS_NAME} is not valid JSON{where}; fix or remove it") from exc
         if not isinstance(data, dict) or not isinstance(data.get("reviews"), list):
-            raise ValueError(f"{self.path}: top level must be an object with a 'reviews' list")
+            raise ReviewsUnavailable(f"{REVIEWS_NAME}: the top level must be an object with a 'reviews' list")
+        bad = next((i for i, r in enumerate(data["reviews"]) if not isinstance(r, dict)), None)
+        if bad is not None:
+            raise ReviewsUnavailable(f"{REVIEWS_NAME}: reviews[{bad}] is not an object")
         return list(data["reviews"])
 
     def _write(self, reviews: list[Review]) -> None:

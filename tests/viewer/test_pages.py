@@ -215,3 +215,32 @@ def test_a_dataset_without_predictions_views_the_raw_image(root_copy: Path) -> N
     assert client.get("/view/rawonly").status_code == 200
     assert client.get("/view/rawonly?layout=compare").status_code == 400
     assert 'id="review"' not in client.get("/view/rawonly").text
+
+
+@pytest.mark.parametrize("token", [["a", "b"], {"a": 1}, 7], ids=["list", "dict", "number"])
+def test_a_review_token_that_is_not_a_string_is_400(client: FlaskClient, token: Any) -> None:
+    resp = client.post("/view/demo/review", json={"token": token, "verdict": "correct"})
+    assert resp.status_code == 400 and "token must be a string" in resp.get_json()["error"]["message"]
+
+
+def test_a_deeply_nested_review_body_is_400(client: FlaskClient) -> None:
+    body = b'{"token": ' + b"[" * 20000 + b"]" * 20000 + b"}"
+    resp = client.post("/view/demo/review", data=body, content_type="application/json")
+    assert resp.status_code == 400 and "nested deeper" in resp.get_json()["error"]["message"]
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"reviews": 3}', '{"reviews": [1]}', "[" * 5000 + "]" * 5000], ids=["syntax", "shape", "entry", "deep"])
+def test_a_malformed_review_log_leaves_the_page_up(root_copy: Path, text: str) -> None:
+    (root_copy / "reviews.json").write_text(text)
+    client = make_app(root_copy).test_client()
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="reviews-problem"' in page.text and "reviews.json" in page.text
+    assert str(root_copy) not in page.text and "demo" in page.text
+    view = client.get("/view/demo?layout=overlay&pred=pred")
+    assert view.status_code == 200 and 'id="reviews-problem"' in view.text
+    exported = client.get("/reviews.json")
+    assert exported.status_code == 503 and exported.get_json()["error"]["code"] == "reviews_unavailable"
+    # never written over while malformed
+    token = view.text.split('name="token" value="', 1)[1].split('"', 1)[0]
+    assert client.post("/view/demo/review", json={"token": token, "verdict": "missing"}).status_code == 503
+    assert (root_copy / "reviews.json").read_text() == text
