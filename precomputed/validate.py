@@ -30,11 +30,12 @@ def _load_json(path: Path) -> tuple[Any, str | None]:
         return None, f"{path} is unreadable: {exc}"
 
 
-def validate_record(root: Path, record: dict[str, Any], *, chunk_checks: Sequence[ChunkCheck] = DEFAULT_CHECKS) -> list[str]:
+def validate_record(root: Path, record: dict[str, Any], *, chunk_checks: Sequence[ChunkCheck] = DEFAULT_CHECKS, zarr_chunks: bool = False) -> list[str]:
     """Problems with one (schema-valid) record's stores; empty when all is well.
 
     ``chunk_checks`` run on every chunk file of every precomputed layer (see
     :mod:`precomputed.layer_scan`); the default only compares sizes.
+    ``zarr_chunks`` also decodes every chunk of the OME-Zarr copy.
     """
     problems: list[str] = []
     mips = record["mips"]
@@ -58,6 +59,10 @@ def validate_record(root: Path, record: dict[str, Any], *, chunk_checks: Sequenc
             shape = list(reversed(meta.get("shape", [])[-3:]))
             if shape != mip["shape"]:
                 problems.append(f"{zarr_root}/{level}: shape (x, y, z) {shape}, the record says {mip['shape']}")
+    if zarr_chunks and not err:
+        from .chunk_audit import audit_zarr
+
+        problems.extend(audit_zarr(zarr_root))
     for name, layer in record["layers"].items():
         layer_root = root / layer["path"]
         info, err = _load_json(layer_root / "info")
@@ -84,11 +89,11 @@ def validate_record(root: Path, record: dict[str, Any], *, chunk_checks: Sequenc
     return problems
 
 
-def validate_catalog(root: Path, *, chunk_checks: Sequence[ChunkCheck] = DEFAULT_CHECKS) -> dict[str, list[str]]:
-    """``{id: problems}`` for every dataset in the root's catalog (``chunk_checks`` as in :func:`validate_record`)."""
+def validate_catalog(root: Path, *, chunk_checks: Sequence[ChunkCheck] = DEFAULT_CHECKS, zarr_chunks: bool = False) -> dict[str, list[str]]:
+    """``{id: problems}`` for every dataset in the root's catalog (options as in :func:`validate_record`)."""
     out: dict[str, list[str]] = {}
     for dataset_id, record, problems in Catalog(root).records():
-        out[dataset_id] = problems if record is None else validate_record(root, record, chunk_checks=chunk_checks)
+        out[dataset_id] = problems if record is None else validate_record(root, record, chunk_checks=chunk_checks, zarr_chunks=zarr_chunks)
     return out
 
 

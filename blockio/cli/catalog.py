@@ -35,6 +35,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         p = actions.add_parser(name, help=text, description=text)
         add_root(p)
         p.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "validate":
+            p.add_argument("--chunks", action="store_true", help="also read every chunk of every layer in both stores, checksum and decode it, and name each bad one (slow: reads everything)")
     show = actions.add_parser("show", help="one record as JSON", description="Print one catalog record as JSON.")
     show.add_argument("dataset_id", metavar="ID")
     add_root(show)
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return _list(catalog, root, as_json=args.json)
     if args.catalog_command == "missing":
         return _missing(catalog, as_json=args.json)
-    return _validate(root, as_json=args.json)
+    return _validate(root, as_json=args.json, chunks=args.chunks)
 
 
 def _profiles(*, as_json: bool) -> int:
@@ -112,10 +114,15 @@ def _missing(catalog: Catalog, *, as_json: bool) -> int:
     return 0
 
 
-def _validate(root: Path, *, as_json: bool) -> int:
+def _validate(root: Path, *, as_json: bool, chunks: bool = False) -> int:
     from precomputed.validate import validate_catalog
 
-    report = validate_catalog(root)
+    if chunks:
+        from precomputed.chunk_audit import full_checks
+
+        report = validate_catalog(root, chunk_checks=full_checks(), zarr_chunks=True)
+    else:
+        report = validate_catalog(root)
     if as_json:
         print(json.dumps(report, indent=1))
     else:
