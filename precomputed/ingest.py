@@ -25,7 +25,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from . import checksum_writes, image_layer, omezarr, stats
-from .catalog import SCHEMA_VERSION, Catalog, new_version, now, record_errors
+from .catalog import Catalog, record_errors
 from .errors import (
     DatasetExists,
     InvalidDatasetId,
@@ -35,13 +35,13 @@ from .errors import (
     StoreError,
 )
 from .execution import run_tasks
-from .hashing import expand_files, manifest_sha256
+from .hashing import expand_files
 from .imputation import VoxelSize, resolve_voxel_size
+from .ingest_record import build_record
 from .ingest_tasks import BoxJob, HashJob, load_summaries, run_box, run_hash
 from .pyramid import plan_pyramid
 from .readers import make_spec, open_reader
 from .readers.base import Sourced, VolumeReader
-from .readers.cast import CastReader, cast_detail
 from .staging import reuse_or_reset
 from .tasks import plan_passes
 
@@ -295,81 +295,10 @@ def _ingest_locked(reader: VolumeReader, spec: Any, catalog: Catalog, dataset_id
     import zarr  # local: only the window update needs the group handle here
 
     omezarr.set_window(zarr.open_group(zarr_path, mode="r+", zarr_format=3), reader.channels, reader.dtype, window)
-    record = _record(reader, spec, dataset_id, options, mips, voxel_size, chunk, record_stats, files, digests)
+    record = build_record(reader, spec, dataset_id, options, mips, voxel_size, chunk, record_stats, files, digests)
     _commit(catalog, dataset_id, staging, record, options.overwrite)
     elapsed = time.monotonic() - started
     log.info("ingested %s: %d bytes in %.1f s", dataset_id, record["source"]["bytes"], elapsed)
-    return record
-
-
-def _voxel_provenance(voxel_size: VoxelSize) -> dict[str, Any]:
-    """The record's ``provenance.voxel_size``: overall source and detail, and each axis's own."""
-    axes = {name: {"source": a.source, "detail": a.detail} for name, a in zip("xyz", voxel_size.axes)}
-    return {"source": voxel_size.source, "detail": voxel_size.detail, "axes": axes}
-
-
-def _source(reader: VolumeReader, spec: Any, files: list[Path], digests: list[str]) -> dict[str, Any]:
-    """The record's ``source``: where the data came from and which part of it was read."""
-    out: dict[str, Any] = {
-        "paths": [str(Path(p).absolute()) for p in reader.paths],
-        "format": reader.format,
-        "bytes": int(sum(f.stat().st_size for f in files)),
-        "sha256": manifest_sha256(files, digests),
-        "axes": reader.axes.value,
-        "dataset_key": spec.dataset_key,
-    }
-    if spec.series is not None:
-        out["series"] = spec.series
-    if spec.timepoint is not None:
-        out["timepoint"] = spec.timepoint
-    if isinstance(reader, CastReader):
-        out["dtype"] = np.dtype(reader.source_dtype).name
-    return out
-
-
-def _record(reader: VolumeReader, spec: Any, dataset_id: str, options: IngestOptions, mips: list[Any], voxel_size: VoxelSize, chunk: Sourced, record_stats: dict[str, Any], files: list[Path], digests: list[str]) -> dict[str, Any]:
-    stamp = now()
-    fmt = reader.format
-    dtype_provenance = {"source": "array", "detail": f"dtype of the {fmt} array"}
-    if isinstance(reader, CastReader):
-        dtype_provenance = {"source": "user", "detail": cast_detail(reader.source_dtype, reader.target)}
-    record: dict[str, Any] = {
-        "id": dataset_id,
-        "shape": list(reader.shape),
-        "channels": reader.channels,
-        "dtype": np.dtype(reader.dtype).name,
-        "voxel_size": list(voxel_size.value),
-        "chunk_size": list(chunk.value),
-        "mips": [{"voxel_size": list(m.voxel_size), "shape": list(m.shape), "factor": list(m.factor)} for m in mips],
-        "stores": {"zarr": f"zarr/{dataset_id}.zarr", "precomputed": f"precomputed/{dataset_id}/image"},
-        "layers": {
-            "image": {
-                "type": "image",
-                "path": f"precomputed/{dataset_id}/image",
-                "encoding": "raw",
-                "compression": options.compress,
-                "version": new_version(),  # not the stamp: two ingests in one second must differ
-            }
-        },
-        "stats": record_stats,
-        "source": _source(reader, spec, files, digests),
-        "provenance": {
-            "shape": {"source": "array", "detail": f"shape of the {fmt} array"},
-            "channels": {"source": "array" if reader.channels == 1 else reader.axes.source, "detail": f"axes {reader.axes.value!r}"},
-            "dtype": dtype_provenance,
-            "axes": {"source": reader.axes.source, "detail": reader.axes.detail},
-            "voxel_size": _voxel_provenance(voxel_size),
-            "chunk_size": {"source": chunk.source, "detail": chunk.detail},
-            "mips": {"source": "default", "detail": "anisotropy-aware plan: 2x2x1 until near-isotropic, then 2x2x2, until one chunk"},
-            "stats": {"source": "array", "detail": "streamed over every voxel at ingest"},
-            "ingest": {"source": "user", "detail": options.command or f"ingest {spec.paths[0]} --id {dataset_id}"},
-        },
-        "created": stamp,
-        "updated": stamp,
-        "schema_version": SCHEMA_VERSION,
-    }
-    if reader.origin is not None:
-        record["provenance"]["origin"] = {"source": reader.origin.source, "detail": reader.origin.detail}
     return record
 
 
