@@ -30,7 +30,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -46,12 +46,10 @@ from . import meshes as mesh_format
 from .catalog import Catalog, new_version
 from .errors import DatasetExists, DatasetNotFound, InvalidOption
 from .execution import run_tasks
-from .geometry import tile_boxes
 from .ingest import local_root, validate_id
 from .ingest_tasks import thread_handle
 from .pyramid import Mip
-from .segmentation_options import SegmentationOptions, with_overrides
-from .segmentation_tasks import SegJob, run_job, write_region
+from .segmentation_tasks import SegJob, run_job
 from .tasks import Box, plan_passes
 
 __all__ = ["SegmentationWriter", "write_segmentation"]
@@ -250,13 +248,13 @@ class SegmentationWriter:
             )
         if (self.staging / "tasks").exists():
             raise InvalidOption(f"layer {self.name!r} is being finalised; create it again to write new blocks")
-        self._check_ids(block)
+        self.check_ids(block)
         data = np.ascontiguousarray(block, dtype=self.dtype)
         vol = thread_handle("seg-write", (self.layer_path, 0), partial(image_layer.open_layer, self.layer_path, 0))
         # a fragment per call: a block written twice is settled from the file on disk at finalize
         checksum_writes.write_fragment(self.layer_path, None, {vol.key: image_layer.write_box(vol, offset, data[None])})  # type: ignore[arg-type]
 
-    def _check_ids(self, block: npt.NDArray[Any]) -> None:
+    def check_ids(self, block: npt.NDArray[Any]) -> None:
         if block.dtype == bool or not np.issubdtype(block.dtype, np.integer):
             raise InvalidOption(f"segment ids must be integers, got dtype {block.dtype}")
         if block.size == 0:
@@ -378,59 +376,5 @@ class SegmentationWriter:
         return segmentation_commit.commit_layer(self.root, self.dataset_id, self.name, layer)
 
 
-
-# ---------------------------------------------------------------------------
-
-
-def write_segmentation(
-    root: Root,
-    dataset_id: str,
-    name: str,
-    labels: npt.NDArray[Any] | Iterable[tuple[Xyz, npt.NDArray[Any]]],
-    *,
-    options: SegmentationOptions | None = None,
-    **overrides: Any,
-) -> dict[str, Any]:
-    """Write a segmentation layer of ``dataset_id`` and catalog it.
-
-    Parameters
-    ----------
-    labels
-        A whole C-order ``[z, y, x]`` array of ids placed at ``options.offset``
-        (x, y, z; it must fit the image's bounds, the rest is background), or an
-        iterable of ``(offset_xyz, block_zyx)`` chunk-aligned blocks.
-    options
-        A :class:`~precomputed.segmentation_options.SegmentationOptions`
-        (default: its defaults).
-    **overrides
-        Fields of ``options`` to replace (``meshes=False``, ``overwrite=True``, ...).
-
-    Returns
-    -------
-    The layer's catalog record.
-    """
-    opts = with_overrides(options, overrides)
-    writer = SegmentationWriter.create(root, dataset_id, name, dtype=opts.dtype, overwrite=opts.overwrite)
-    if isinstance(labels, np.ndarray):
-        _write_array(writer, labels, opts.offset, opts.workers)
-    else:
-        for block_offset, block in labels:
-            writer.write_block(block_offset, block)
-    provenance = dict(opts.provenance or {})
-    return writer.finalize(provenance=provenance, class_names=opts.class_names, meshes=opts.meshes, workers=opts.workers, scheduler=opts.scheduler, progress=opts.progress)
-
-
-def _write_array(writer: SegmentationWriter, labels: npt.NDArray[Any], offset: Xyz, workers: int | None) -> None:
-    if labels.ndim != 3:
-        raise InvalidOption(f"labels must be a 3-D [z, y, x] array, got shape {labels.shape}")
-    start = tuple(int(v) for v in offset)
-    stop = tuple(o + n for o, n in zip(start, labels.shape[::-1]))
-    shape = writer.shape_xyz
-    if len(start) != 3 or any(o < 0 for o in start) or any(b > n for b, n in zip(stop, shape)):
-        raise InvalidOption(f"labels of shape {labels.shape} [z, y, x] at offset {start} (x, y, z) do not fit the image bounds {shape} (x, y, z)")
-    writer._check_ids(labels)  # once for the whole array, so no block fails half-way
-    # blocks of the pass-0 task size, aligned to the chunk grid, covering the labels' box
-    grid = plan_passes(writer.mips, writer.chunk_size, voxel_bytes=writer.dtype.itemsize, task_bytes=DEFAULT_TASK_BYTES)[0].box_size
-    boxes = tile_boxes(shape, grid, within=Box(start, stop))  # type: ignore[arg-type]
-    # the array lives in this process: threads share it without copies
-    run_tasks(partial(write_region, writer, labels, start), boxes, scheduler="threads", workers=workers, progress=False, desc=f"{writer.name} mip 0")
+# the whole-array writer builds on SegmentationWriter; re-exported so callers keep one import
+from .segmentation_write import write_segmentation  # noqa: E402
