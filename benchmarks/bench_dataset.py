@@ -71,8 +71,8 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_blocks import ensure_dataset
 
-    from blockio.store import Store
     from blockio.data.dataset import BlockDataset
+    from blockio.store import Store
 
     root = args.root or Path(tempfile.mkdtemp(prefix="blockio-bench-")) / "root"
     ensure_dataset(root, 512)

@@ -229,7 +229,7 @@ class RemoteStore:
         mips = record["mips"]
         if not isinstance(mip, int) or isinstance(mip, bool) or not 0 <= mip < len(mips):
             raise InvalidRequest(f"mip must be an integer in 0..{len(mips) - 1}, got {mip!r}")
-        return VoxelBox((0, 0, 0), tuple(mips[mip]["shape"]))  # type: ignore[arg-type]
+        return VoxelBox((0, 0, 0), tuple(mips[mip]["shape"]))
 
     def iter_blocks(self, dataset: str, block: Any, overlap: Any = (0, 0, 0), *, mip: int = 0, layer: str = "image") -> Iterator[VoxelBox]:
         """The same grid as :meth:`blockio.store.Store.iter_blocks`, from the record's shape."""

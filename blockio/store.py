@@ -22,8 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from blockio.boxes import VoxelBox, check_bounds, chunk_grid, grid_boxes, parse_xyz
-from blockio.cache.memory import DEFAULT_CACHE_BYTES, ChunkCache, ChunkKey, MemoryCache, TieredCache
-from blockio.layers.reader import SOURCES, LayerReader
+from blockio.cache.memory import ChunkCache, ChunkKey, MemoryCache, TieredCache
+from blockio.config import Settings
 from blockio.errors import (
     DatasetNotFound,
     DatasetUnavailable,
@@ -31,7 +31,7 @@ from blockio.errors import (
     LayerNotFound,
     OutOfBounds,
 )
-from blockio.config import Settings
+from blockio.layers.reader import SOURCES, LayerReader
 from blockio.limits import check_block_size
 from blockio.normalize import normalize as apply_normalization
 from precomputed.catalog import layer_version
@@ -371,7 +371,7 @@ def _dtype(dtype: Any) -> np.dtype[Any] | None:
     if dtype is None or dtype == "":
         return None
     try:
-        out = np.dtype(dtype)
+        out: np.dtype[Any] = np.dtype(dtype)
     except TypeError:
         raise InvalidRequest(f"unknown dtype {dtype!r}") from None
     if out.kind not in "uif" or out.itemsize > 8:

@@ -72,11 +72,11 @@ def max_payload_bytes(encoding: str, shape: Xyz, dtype: Any, channels: int, bloc
         block_voxels = int(np.prod(block_size))
         # per block: header, 32-bit values, a table of every value
         per_block = 2 + block_voxels + block_voxels * (itemsize // 4)
-        return 4 * (channels + channels * blocks * per_block)
+        return int(4 * (channels + channels * blocks * per_block))
     if encoding == "raw":
-        return voxels * channels * itemsize
+        return int(voxels * channels * itemsize)
     # other encodings are not written here; allow a generous margin over raw
-    return 2 * voxels * channels * itemsize + (1 << 16)
+    return int(2 * voxels * channels * itemsize + (1 << 16))
 
 
 def gunzip_capped(data: bytes | bytearray | memoryview, *, limit: int, chunk: str) -> bytes:

@@ -15,7 +15,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import dask
 from dask.callbacks import Callback
 from tqdm import tqdm
 
@@ -27,7 +26,7 @@ log = logging.getLogger(__name__)
 LOCAL_SCHEDULERS = ("threads", "processes", "sync")
 
 
-class _Progress(Callback):  # type: ignore[misc]
+class _Progress(Callback):
     def __init__(self, bar: tqdm) -> None:
         super().__init__()
         self._bar = bar
@@ -71,9 +70,12 @@ def run_tasks(
         return _run_distributed(func, jobs, scheduler, progress, desc)
     if scheduler not in LOCAL_SCHEDULERS:
         raise InvalidOption(f"unknown scheduler {scheduler!r}: use {', '.join(LOCAL_SCHEDULERS)} or tcp://HOST:PORT")
-    delayed = [dask.delayed(func, pure=False)(job) for job in jobs]
+    from dask.base import compute
+    from dask.delayed import delayed
+
+    tasks = [delayed(func, pure=False)(job) for job in jobs]
     with _bar(len(jobs), desc, progress) as bar, _Progress(bar):
-        return list(dask.compute(*delayed, scheduler=scheduler, num_workers=workers))
+        return list(compute(*tasks, scheduler=scheduler, num_workers=workers))
 
 
 def _run_distributed(func: Callable[..., Any], jobs: Sequence[Any], address: str, progress: bool | None, desc: str) -> list[Any]:

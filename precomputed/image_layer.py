@@ -65,7 +65,8 @@ def create_image_layer(
                 f"the OME-Zarr pyramid as {list(mip.shape)} at {list(mip.voxel_size)} nm"
             )
     vol.commit_info()
-    return vol.info
+    written: dict[str, Any] = vol.info
+    return written
 
 
 def _num(v: float) -> float | int:

@@ -104,15 +104,15 @@ def set_window(group: zarr.Group, channels: int, dtype: np.dtype[Any], window: t
     group.attrs["ome"] = ome
 
 
-def open_level(path: str, level: int, mode: str = "r+") -> zarr.Array:
+def open_level(path: str, level: int, mode: str = "r+") -> zarr.Array[Any]:
     """Open one mip's array."""
     # write_empty_chunks: every chunk is written, so output files do not depend on the data, and
     # zarr skips its per-chunk comparison with the fill value (a fifth of its write time here)
-    array = zarr.open_array(f"{path}/{level}", mode=mode, zarr_format=3)  # type: ignore[arg-type]
+    array = zarr.open_array(f"{path}/{level}", mode=mode, zarr_format=3)
     return array.with_config({"write_empty_chunks": True})
 
 
-def write_box(array: zarr.Array, start: Xyz, block: npt.NDArray[Any]) -> None:
+def write_box(array: zarr.Array[Any], start: Xyz, block: npt.NDArray[Any]) -> None:
     """Write a C-order ``[c, z, y, x]`` block at ``start`` (x, y, z)."""
     x0, y0, z0 = start
     c, z, y, x = block.shape
@@ -123,7 +123,7 @@ def write_box(array: zarr.Array, start: Xyz, block: npt.NDArray[Any]) -> None:
         array[region] = block[0]
 
 
-def read_box(array: zarr.Array, start: Xyz, stop: Xyz) -> npt.NDArray[Any]:
+def read_box(array: zarr.Array[Any], start: Xyz, stop: Xyz) -> npt.NDArray[Any]:
     """Read ``[start, stop)`` (x, y, z) as a C-order ``[c, z, y, x]`` array."""
     region = tuple(slice(a, b) for a, b in zip(reversed(start), reversed(stop)))
     data = np.asarray(array[(slice(None),) + region] if array.ndim == 4 else array[region])

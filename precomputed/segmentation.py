@@ -87,8 +87,8 @@ class _Plan:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> _Plan:
-        mips = tuple(Mip(m["level"], tuple(m["shape"]), tuple(m["voxel_size"]), tuple(m["factor"])) for m in data["mips"])  # type: ignore[arg-type]
-        return cls(data["dtype"], tuple(data["chunk_size"]), tuple(data["zarr_chunk_size"]), mips)  # type: ignore[arg-type]
+        mips = tuple(Mip(m["level"], tuple(m["shape"]), tuple(m["voxel_size"]), tuple(m["factor"])) for m in data["mips"])
+        return cls(data["dtype"], tuple(data["chunk_size"]), tuple(data["zarr_chunk_size"]), mips)
 
 
 class SegmentationWriter:
@@ -186,7 +186,7 @@ class SegmentationWriter:
         if len(chunk) != 3 or not all(8 <= v <= 1024 for v in chunk):
             raise InvalidOption(f"chunk_size must be three integers between 8 and 1024, got {chunk_size}")
         mips = tuple(Mip(k, tuple(m["shape"]), tuple(float(v) for v in m["voxel_size"]), tuple(m["factor"])) for k, m in enumerate(record["mips"]))  # type: ignore[arg-type]
-        plan = _Plan(str(dtype), chunk, image_chunk, mips)  # type: ignore[arg-type]
+        plan = _Plan(str(dtype), chunk, image_chunk, mips)
         writer = cls(root_path, dataset_id, name, plan)
         staging = writer.staging
         if staging.exists():
@@ -252,7 +252,7 @@ class SegmentationWriter:
         data = np.ascontiguousarray(block, dtype=self.dtype)
         vol = thread_handle("seg-write", (self.layer_path, 0), partial(image_layer.open_layer, self.layer_path, 0))
         # a fragment per call: a block written twice is settled from the file on disk at finalize
-        checksum_writes.write_fragment(self.layer_path, None, {vol.key: image_layer.write_box(vol, offset, data[None])})  # type: ignore[arg-type]
+        checksum_writes.write_fragment(self.layer_path, None, {vol.key: image_layer.write_box(vol, offset, data[None])})
 
     def check_ids(self, block: npt.NDArray[Any]) -> None:
         if block.dtype == bool or not np.issubdtype(block.dtype, np.integer):

@@ -104,7 +104,7 @@ def run_job(job: SegJob) -> None:
 
 def write_region(writer: Any, labels: npt.NDArray[Any], offset: Xyz, box: Box) -> None:
     """Write the aligned ``box`` from ``labels`` placed at ``offset``; outside it, background."""
-    placed = Box.from_offset_size(offset, labels.shape[::-1])  # type: ignore[arg-type]
+    placed = Box.from_offset_size(offset, labels.shape[::-1])
     dst, src = projection(box, placed)
     if placed.contains(box):
         block = labels[src]

@@ -70,6 +70,6 @@ def _write_array(writer: SegmentationWriter, labels: npt.NDArray[Any], offset: X
     writer.check_ids(labels)  # once for the whole array, so no block fails half-way
     # blocks of the pass-0 task size, aligned to the chunk grid, covering the labels' box
     grid = plan_passes(writer.mips, writer.chunk_size, voxel_bytes=writer.dtype.itemsize, task_bytes=DEFAULT_TASK_BYTES)[0].box_size
-    boxes = tile_boxes(shape, grid, within=Box(start, stop))  # type: ignore[arg-type]
+    boxes = tile_boxes(shape, grid, within=Box(start, stop))
     # the array lives in this process: threads share it without copies
     run_tasks(partial(write_region, writer, labels, start), boxes, scheduler="threads", workers=workers, progress=False, desc=f"{writer.name} mip 0")

@@ -51,7 +51,8 @@ def _version(record: dict[str, Any], layer: str) -> str:
 def _cache_path(store: Store, record: dict[str, Any], layer: str, plane: str, mip: int) -> Path:
     key = "|".join([record["id"], layer, _version(record, layer), plane, str(mip), str(MIN_PIXELS)])
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-    return store.root / CACHE_DIR / record["id"] / f"{layer}.{plane}.{digest}.png"
+    path: Path = Path(store.root) / CACHE_DIR / record["id"] / f"{layer}.{plane}.{digest}.png"
+    return path
 
 
 def _resample(section: npt.NDArray[Any], aspect: float) -> npt.NDArray[Any]:

@@ -116,9 +116,10 @@ def gaussian_smooth(
     sigma = _sigma_nm(sigma_nm)
     size = _voxel_size(voxel_size)
     sigma_voxels = tuple(s / v for s, v in zip(sigma, size, strict=True))
-    return ndi.gaussian_filter(
+    smoothed: NDArray[np.float32] = ndi.gaussian_filter(
         array, sigma=_zyx(sigma_voxels, array.ndim), mode="reflect", output=np.float32
     )
+    return smoothed
 
 
 def resample(
@@ -182,9 +183,10 @@ def resample(
     exact = (1.0,) * (array.ndim - 3) + tuple(
         m / n if n else 1.0 for n, m in zip(spatial_in, spatial_out, strict=True)
     )
-    return ndi.zoom(
+    zoomed: NDArray[Any] = ndi.zoom(
         array, exact, output=np.float32, order=int(order), mode="reflect", grid_mode=True
     )
+    return zoomed
 
 
 def clip_outliers(block: ArrayLike, low: float, high: float) -> NDArray[np.float32]:

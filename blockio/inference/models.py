@@ -163,7 +163,8 @@ class ThresholdModel:
             from scipy import ndimage
 
             image = ndimage.gaussian_filter(image, _zyx(self.sigma), truncate=4.0)
-        return (image > self.threshold).astype(np.float32)[np.newaxis]
+        scores: npt.NDArray[np.float32] = (image > self.threshold).astype(np.float32)[np.newaxis]
+        return scores
 
 
 def threshold_model(threshold: float = 0.5, *, sigma: Sequence[float] | None = None) -> ThresholdModel:

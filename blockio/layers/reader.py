@@ -109,7 +109,7 @@ class LayerReader:
         meta = self._vol.meta
         if self.source == "precomputed":
             (x0, y0, z0), (x1, y1, z1) = chunk_box.start, chunk_box.stop
-            return meta.join(meta.key(mip), f"{x0}-{x1}_{y0}-{y1}_{z0}-{z1}")
+            return str(meta.join(meta.key(mip), f"{x0}-{x1}_{y0}-{y1}_{z0}-{z1}"))
         values = []
         for axis in meta.axes():
             name = axis["name"]

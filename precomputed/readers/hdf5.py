@@ -54,7 +54,7 @@ _PLUGIN_FILTERS = {
 def _load_plugins() -> None:
     """Register the hdf5plugin filters when that package is installed."""
     try:
-        import hdf5plugin  # type: ignore[import-not-found]  # noqa: F401  # registers on import
+        import hdf5plugin  # noqa: F401  # registers on import
     except ImportError:
         pass
 

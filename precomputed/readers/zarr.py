@@ -129,7 +129,7 @@ def _ome_voxel(
         return None
 
 
-def _array(group: zarr.Group, key: str, path: str, keys: Sequence[str] = ()) -> zarr.Array:
+def _array(group: zarr.Group, key: str, path: str, keys: Sequence[str] = ()) -> zarr.Array[Any]:
     node = group.get(key)
     if not isinstance(node, zarr.Array):
         raise InvalidSource(
@@ -140,7 +140,7 @@ def _array(group: zarr.Group, key: str, path: str, keys: Sequence[str] = ()) -> 
 
 def _open(
     path: str, key: str | None, drop_origin: bool = False
-) -> tuple[zarr.Array, str, str | None, str, Sourced | None, Sourced | None]:
+) -> tuple[zarr.Array[Any], str, str | None, str, Sourced | None, Sourced | None]:
     """Array, format, file axes, axes detail, voxel size and dropped origin for a path and key."""
     try:
         node = zarr.open(store=path, mode="r")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blockio.serving.app import create_app
 from blockio.client import connect
+from blockio.serving.app import create_app
 from tests.live_server import LiveServer
 from tests.redis_server import RedisServer, redis_server, redis_server_factory  # noqa: F401
 
