@@ -42,10 +42,10 @@ from .checksum_writes import update_checksums
 from .checksums import load_manifest, manifest_path
 from .chunk_writer import ScaleWriter
 from .errors import InvalidOption, LayerNotFound, PrecomputedError, WriteFailed
-from .file_swap import FileSwap
+from .file_swap import FileSwap, recover
 from .geometry import VoxelBox, Xyz, chunk_grid, projection
 
-__all__ = ["LOCK_TIMEOUT_S", "layer_lock", "write_block"]
+__all__ = ["LOCK_TIMEOUT_S", "journal_path", "layer_lock", "write_block"]
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,11 @@ def _stage_zarr(swap: FileSwap, folder: Path, zchunk: Xyz, bounds: VoxelBox, tou
     return count
 
 
+def journal_path(layer: str | os.PathLike[str]) -> Path:
+    """Where a block write into ``layer`` journals its commit (see :func:`precomputed.file_swap.recover`)."""
+    return Path(layer) / ".write-journal.json"
+
+
 def write_block(root: str | os.PathLike[str], dataset_id: str, layer: str, offset: Xyz, block: Array) -> dict[str, Any]:
     """Write a C-order ``[z, y, x]`` block of ids at ``offset`` (x, y, z, mip 0) into a segmentation layer.
 
@@ -256,6 +261,8 @@ def _write_locked(catalog: Catalog, dataset_id: str, layer: str, offset: Xyz, bl
         raise LayerNotFound(f"dataset {dataset_id!r} lost layer {layer!r} meanwhile")
     root = catalog.root
     levels = _levels(root, record, meta)
+    # a write killed mid-commit left a journal: put its old files back before anything reads them
+    recover(journal_path(levels[0].scale.layer))
     _check_block(block, levels[0].scale.dtype)
     box = VoxelBox.from_offset_size(offset, tuple(reversed(block.shape)))
     if not levels[0].bounds.contains(box):
@@ -265,7 +272,7 @@ def _write_locked(catalog: Catalog, dataset_id: str, layer: str, offset: Xyz, bl
     layer_path = levels[0].scale.layer
     version = new_version()
     counts = {"precomputed": 0, "zarr": 0}
-    with FileSwap() as swap:
+    with FileSwap(journal=journal_path(layer_path)) as swap:
         digests: dict[str, dict[str, str]] = {}
         for level, (touched, region, data) in zip(levels, new):
             digests[level.scale.key] = _stage_precomputed(swap, level, touched, region, data)

@@ -19,19 +19,26 @@ old file back and removes the new ones::
 
 Each rename is atomic, so a reader in another process sees every chunk
 whole, old or new. Callers hold the lock of what they write.
+
+A process killed between the first and the last rename cannot undo itself,
+so with a ``journal`` path :meth:`FileSwap.commit` first writes the list of
+(target, old file kept) pairs there; :func:`recover` (run by the next writer
+under the same lock) puts every old file back and removes the journal. The
+journal is removed as soon as the ``with`` block ends well.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import uuid
 from pathlib import Path
 from types import TracebackType
 
-from .atomic import TMP_SUFFIX
+from .atomic import TMP_SUFFIX, replace_bytes
 
-__all__ = ["FileSwap"]
+__all__ = ["FileSwap", "recover"]
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +46,8 @@ log = logging.getLogger(__name__)
 class FileSwap:
     """Stage new files, swap them in together, undo everything on failure."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, journal: str | os.PathLike[str] | None = None) -> None:
+        self._journal = None if journal is None else Path(journal)
         self._tag = uuid.uuid4().hex[:12]
         self._staged: list[tuple[Path, Path]] = []  # (temporary file, target)
         self._protected: list[tuple[Path, Path | None]] = []  # (target, hard link to the old file or None)
@@ -84,9 +92,12 @@ class FileSwap:
 
     def commit(self) -> None:
         """Rename every staged file into place, keeping the old ones until the block ends."""
-        for tmp, target in self._staged:
-            backup = self._keep(target)
-            self._swapped.append((target, backup))
+        staged = self._staged
+        self._swapped = [(target, self._keep(target)) for _, target in staged]
+        if self._journal is not None:
+            entries = [[str(t), None if b is None else str(b)] for t, b in self._protected + self._swapped]
+            replace_bytes(self._journal, json.dumps({"tag": self._tag, "restore": entries}).encode())
+        for (tmp, target), _ in zip(staged, self._swapped):
             os.replace(tmp, target)
         self._staged = []
         self._committed = True
@@ -106,6 +117,8 @@ class FileSwap:
                 log.error("cannot restore %s (its old version is %s): %s", target, backup, exc)
         self._swapped = []
         self._protected = []
+        if self._journal is not None:
+            self._journal.unlink(missing_ok=True)
 
     def _discard(self) -> None:
         for _, backup in self._swapped + self._protected:
@@ -122,6 +135,38 @@ class FileSwap:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if kind is None and not self._staged:
+            if self._journal is not None:
+                self._journal.unlink(missing_ok=True)  # from here on the new files stand
             self._discard()
         else:
             self.rollback()
+
+
+def recover(journal: str | os.PathLike[str]) -> int:
+    """Undo a swap whose process died mid-commit: every old file back, the journal gone.
+
+    Returns how many files were restored (0 when there is no journal).
+    The caller holds the lock the killed writer held.
+    """
+    path = Path(journal)
+    try:
+        entries = json.loads(path.read_bytes())["restore"]
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OSError(f"the write journal {path} is unreadable ({exc}); restore the layer from its hidden .old files by hand") from exc
+    restored = 0
+    for target, backup in reversed(entries):
+        if backup is not None and os.path.exists(backup):
+            os.replace(backup, target)  # a target not yet renamed gets its own bytes back: harmless
+            restored += 1
+        elif backup is None:
+            Path(target).unlink(missing_ok=True)  # it did not exist before the write
+    tag = str(json.loads(path.read_bytes()).get("tag", ""))
+    for folder in {Path(target).parent for target, _ in entries} if tag else ():
+        for leftover in folder.glob(f".*.{tag}.*{TMP_SUFFIX}"):  # staged files never renamed in
+            leftover.unlink(missing_ok=True)
+    path.unlink()
+    log.warning("rolled back an interrupted write: %d file(s) restored from %s", restored, path)
+    return restored
+

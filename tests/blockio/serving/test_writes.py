@@ -270,3 +270,45 @@ def test_put_on_a_full_disk_is_507_and_changes_nothing(tmp_path: Path, small_dis
     filler.unlink()
     assert put(client, "0,0,0", big).status_code == 200
     assert_layer_stores_equal(root, Catalog(root).get("v"), "pred", big[None])
+
+
+def test_a_write_killed_mid_commit_is_rolled_back_by_the_next_one(seg_root: Path) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    from precomputed.block_writes import journal_path, write_block
+
+    before = _layer_files(seg_root)
+    # the child dies (no cleanup, as under kill -9) after the third of its renames
+    code = textwrap.dedent(
+        f"""
+        import os
+        import numpy as np
+        from precomputed import block_writes, file_swap
+        calls = []
+        real = os.replace
+        def dying_replace(src, dst):
+            if ".new" in os.path.basename(str(src)):  # a staged chunk going live
+                calls.append(dst)
+                if len(calls) == 3:
+                    os._exit(9)
+            real(src, dst)
+        os.replace = dying_replace
+        block = np.random.default_rng(1).integers(1, 5000, size=(16, 64, 64), dtype=np.uint32)
+        block_writes.write_block({str(seg_root)!r}, "v", "pred", (0, 0, 0), block)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 9, result.stderr[-800:]
+    journal = journal_path(seg_root / "precomputed/v/pred")
+    assert journal.exists()
+    assert _layer_files(seg_root) != before  # half old, half new: what the kill left
+    # the next write, under the same lock, first puts the killed one's old files back
+    write_block(seg_root, "v", "pred", (64, 32, 0), np.full((16, 32, 32), 7, np.uint32))
+    assert not journal.exists()
+    store = Store(seg_root)
+    for source in ("precomputed", "zarr"):
+        block = store.read_block("v", (0, 0, 0), (96, 64, 16), layer="pred", source=source)
+        assert not block[:, :, :64].any() and (block[:, 32:, 64:] == 7).all(), source
+    assert not [p for p in seg_root.rglob("*.tmp")]
