@@ -14,6 +14,7 @@ The tree::
      │    └── LayerNotFound                the dataset has no layer of that name
      ├── RootNotWritable (PermissionError)
      ├── CatalogError (ValueError)         catalog.json is malformed or a record is invalid
+     ├── InvalidKey (ValueError)           a storage key that is not a relative POSIX path
      ├── StoreError (OSError)              writing a store failed (disk full, I/O error)
      │    └── WriteFailed                  a write into a live layer failed and was rolled back
      └── CorruptChunk (OSError)            a chunk's bytes fail a check: length, structure, checksum
@@ -33,6 +34,7 @@ __all__ = [
     "DatasetNotFound",
     "InvalidAxes",
     "InvalidDatasetId",
+    "InvalidKey",
     "InvalidOption",
     "InvalidSource",
     "LayerNotFound",
@@ -95,6 +97,10 @@ class RootNotWritable(PrecomputedError, PermissionError):
 
 class CatalogError(PrecomputedError, ValueError):
     """catalog.json is malformed, or a record fails the schema."""
+
+
+class InvalidKey(PrecomputedError, ValueError):
+    """A storage key with a leading or trailing ``/``, an empty, ``.`` or ``..`` segment, a NUL or a backslash."""
 
 
 class StoreError(PrecomputedError, OSError):
