@@ -22,6 +22,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,19 +51,41 @@ class S3Server:
 
 @dataclass(frozen=True)
 class GcsServer:
-    """A running gcp-storage-emulator (the GCS JSON API)."""
+    """A running gcp-storage-emulator (the GCS JSON API).
+
+    ``enforces_generation_match`` is probed at start: gcp-storage-emulator
+    2026.7.19 accepts ``ifGenerationMatch`` and ignores it, so tests that
+    need the precondition enforced skip with that reason.
+    """
 
     host: str
+    enforces_generation_match: bool
 
     def create_bucket(self) -> str:
         """A new, empty bucket; its name."""
-        from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
-
         name = f"test-{secrets.token_hex(6)}"
-        client = storage.Client(project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": self.host})
-        client.create_bucket(name)
+        _gcs_client(self.host).create_bucket(name)
         return name
+
+
+def _gcs_client(host: str) -> Any:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": host})
+
+
+def _probe_generation_match(host: str) -> bool:
+    """Whether a second create-only upload (``ifGenerationMatch=0``) of one object is refused."""
+    from google.api_core import exceptions
+
+    bucket = _gcs_client(host).create_bucket(f"probe-{secrets.token_hex(6)}")
+    bucket.blob("probe").upload_from_string(b"1", if_generation_match=0)
+    try:
+        bucket.blob("probe").upload_from_string(b"2", if_generation_match=0)
+    except exceptions.PreconditionFailed:
+        return True
+    return False
 
 
 def _require_marker(request: pytest.FixtureRequest) -> None:
@@ -109,7 +132,8 @@ def gcs_server() -> Iterator[GcsServer]:
     server = create_server(HOST, port, in_memory=True)
     server.start()
     try:
-        yield GcsServer(host=f"http://{HOST}:{port}")
+        host = f"http://{HOST}:{port}"
+        yield GcsServer(host=host, enforces_generation_match=_probe_generation_match(host))
     finally:
         server.stop()
 

@@ -61,8 +61,9 @@ def endpoint_alias(endpoint: str) -> str:
     alias = "blockio_" + hashlib.sha1(endpoint.encode("utf-8")).hexdigest()[:12]
     if paths.ALIASES.get(alias) != f"s3://{endpoint}/":
         paths.add_alias(alias, f"s3://{endpoint}/")
-        paths.extract_format_protocol.cache_clear()  # an earlier miss on this alias is cached
-        paths.extract.cache_clear()
+        clear = getattr(paths.extract_format_protocol, "cache_clear", None)
+        if clear is not None:  # an earlier parse of this alias's URLs is cached
+            clear()
     return alias
 
 

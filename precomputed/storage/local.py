@@ -13,7 +13,6 @@ import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from ..atomic import TMP_SUFFIX, replace_bytes
 from ..errors import StoreError
@@ -35,11 +34,18 @@ def _ours(name: str) -> bool:
 
 
 def path_of_url(url: str) -> Path:
-    """The folder a plain path or ``file://`` URL names (absolute, symlinks kept)."""
-    if url.startswith("file://"):
-        parsed = urlparse(url)
-        url = unquote((parsed.netloc or "") + parsed.path)
-    return Path(url).expanduser().absolute()
+    """The folder a plain path or ``file://`` URL names (absolute, symlinks kept).
+
+    As in CloudFiles and CloudVolume, the rest of a ``file://`` URL is the
+    path itself, not percent-decoded: ``file:///data/my root`` is the folder
+    ``/data/my root``, so one URL means one folder to all three.
+    """
+    return Path(url.removeprefix("file://")).expanduser().absolute()
+
+
+def file_url(path: Path) -> str:
+    """``file://`` + the absolute path, as CloudFiles and CloudVolume read it (no percent-encoding)."""
+    return "file://" + path.as_posix()
 
 
 class LocalStorage(Storage):
@@ -55,10 +61,10 @@ class LocalStorage(Storage):
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = path_of_url(os.fspath(root))
-        self.url = self.root.as_uri()
+        self.url = file_url(self.root)
 
     def url_for(self, key: str = "") -> str:
-        return self.root.as_uri() if not key else self._path(key).as_uri()
+        return file_url(self.root if not key else self._path(key))
 
     def local_path(self, key: str = "") -> Path:
         return self.root if not key else self._path(key)
