@@ -35,8 +35,12 @@ from torch.utils.data import Dataset
 
 from blockio.boxes import Xyz, check_overlap, parse_xyz
 from blockio.client import RemoteStore, connect
+from blockio.data.centres import centre_index
+from blockio.data.harmonize import HistogramMatch, parse_harmonize
 from blockio.data.options import DatasetOptions, non_negative_int, with_overrides
-from blockio.data.samplers import Volume, cumulative_weights, grid_item, random_offset, random_volume
+from blockio.data.physical import TargetGrid
+from blockio.data.reading import PatchRequest, PatchSource, read_patch
+from blockio.data.samplers import Volume, centred_offset, cumulative_weights, grid_item, random_offset, random_volume
 from blockio.errors import InvalidRequest
 from blockio.store import Store
 
@@ -59,8 +63,9 @@ class BlockDataset(Dataset[dict[str, Any]]):
     datasets
         One dataset id or a list of them.
     patch_size
-        (x, y, z) voxels at the mip read. Patches may be larger than a volume
-        (with ``boundary="zero"`` or ``"reflect"``).
+        (x, y, z) voxels at the mip read, or of ``voxel_size`` nm when that
+        option is given. Patches may be larger than a volume (with
+        ``boundary="zero"`` or ``"reflect"``).
     samples_per_epoch
         Items per epoch of the random sampler (before sharding); default the
         number of grid boxes.
@@ -68,16 +73,18 @@ class BlockDataset(Dataset[dict[str, Any]]):
         Non-negative integer; with the epoch and the index it fixes each random item.
     options
         A :class:`~blockio.data.options.DatasetOptions`: the mip, sampler,
-        grid overlap, label layer, normalisation, boundary, transform, mask,
-        shard (``rank``, ``world_size``), dataset weights and foreground rule
-        (default: its defaults).
+        target voxel size, grid overlap, label layer, normalisation and
+        harmonisation, boundary, transform, returned mask, shard (``rank``,
+        ``world_size``), dataset weights, foreground rule, class balance and
+        mask layer (default: its defaults).
     **overrides
         Fields of ``options`` to replace (``label_layer="truth"``,
         ``sampler="grid"``, ...).
 
     Items are dicts: ``image`` float32 ``[c, z, y, x]``; ``label`` int64
     ``[z, y, x]`` (with ``label_layer``); ``mask`` bool ``[z, y, x]`` (with
-    ``return_mask``); ``offset`` int64 (x, y, z) at ``mip``; ``dataset``
+    ``return_mask``); ``offset`` int64 (x, y, z) at ``mip`` (in target
+    voxels with ``voxel_size``: multiply by it for nm); ``dataset``
     (id); ``index`` (the item's index before sharding).
 
     ``set_epoch(epoch)`` changes the random draw. DataLoader workers hold
@@ -121,9 +128,15 @@ class BlockDataset(Dataset[dict[str, Any]]):
         self._store: Store | RemoteStore | None = None
         self._store_pid: int | None = None
         store = self._open_store()
+        self.voxel_size = opts.target_voxel_size
         self._foreground_layer, self._threshold = opts.foreground_rule()
-        layers = [name for name in (self.label_layer, self._foreground_layer) if name is not None]
-        self._volumes = tuple(self._volume(store, d, layers) for d in ids)
+        self._request = PatchRequest(self.normalize, self.boundary, self.return_mask, self.label_layer, self._foreground_layer)
+        layers = [name for name in (self.label_layer, self._foreground_layer, opts.mask) if name is not None]
+        reference = parse_harmonize(opts.harmonize)
+        reference_record = store.info(reference) if reference is not None else None
+        built = [self._volume(store, d, layers, reference_record) for d in ids]
+        self._volumes = tuple(volume for volume, _ in built)
+        self._sources = {volume.id: source for volume, source in built}
         self._grid_ends = np.cumsum([v.grid_count for v in self._volumes])
         self._cumulative_weights = cumulative_weights(self._volumes, opts.weights)
 
@@ -136,32 +149,52 @@ class BlockDataset(Dataset[dict[str, Any]]):
                 raise InvalidRequest("samples_per_epoch must be positive, got 0")
 
     # -- construction ------------------------------------------------------
-    def _volume(self, store: Store | RemoteStore, dataset: str, layers: list[str]) -> Volume:
+    def _volume(self, store: Store | RemoteStore, dataset: str, layers: list[str], reference: dict[str, Any] | None) -> tuple[Volume, PatchSource]:
         record = store.info(dataset)  # DatasetNotFound names the catalogued ids
+        grid: TargetGrid | None = None
         try:
-            bounds = store.bounds(dataset, self.mip)
+            if self.voxel_size is None:
+                mip = self.mip
+                frame = bounds = store.bounds(dataset, mip)
+            else:
+                grid = TargetGrid.of(record["mips"], store.bounds(dataset, 0), lambda m: store.bounds(dataset, m), self.voxel_size)
+                mip, bounds, frame = grid.mip, grid.bounds, grid.target_bounds()
         except InvalidRequest as exc:
             raise InvalidRequest(f"dataset {dataset!r}: {exc}") from exc
-        if self.boundary == "error" and any(p > s for p, s in zip(self.patch_size, bounds.size)):
+        if self.boundary == "error" and any(p > s for p, s in zip(self.patch_size, frame.size)):
+            where = f"at mip {mip}" if grid is None else f"at {list(grid.target)} nm"
             raise InvalidRequest(
-                f"patch_size {list(self.patch_size)} (x, y, z) exceeds dataset {dataset!r} at mip {self.mip}, "
-                f"shape {list(bounds.size)}, and boundary='error'; use boundary='zero' or 'reflect'"
+                f"patch_size {list(self.patch_size)} (x, y, z) exceeds dataset {dataset!r} {where}, "
+                f"shape {list(frame.size)}, and boundary='error'; use boundary='zero' or 'reflect'"
             )
         for name in layers:
             available = store.layers(dataset)
             if name not in available:
                 raise InvalidRequest(f"dataset {dataset!r} has no layer {name!r} (layers: {', '.join(sorted(available))})")
             try:
-                layer_bounds = store.bounds(dataset, self.mip, name)
+                layer_bounds = store.bounds(dataset, mip, name)
             except InvalidRequest as exc:
                 raise InvalidRequest(f"dataset {dataset!r}, layer {name!r}: {exc}") from exc
             if layer_bounds != bounds:
-                raise InvalidRequest(f"dataset {dataset!r}: layer {name!r} has bounds {layer_bounds} at mip {self.mip}, the image {bounds}")
+                raise InvalidRequest(f"dataset {dataset!r}: layer {name!r} has bounds {layer_bounds} at mip {mip}, the image {bounds}")
             channels = int(available[name].get("channels", 1))
             if name == self.label_layer and channels != 1:
                 raise InvalidRequest(f"dataset {dataset!r}: label layer {name!r} has {channels} channels, labels need one")
-        voxel_size = tuple(float(v) for v in record["mips"][self.mip]["voxel_size"])
-        return Volume.of(dataset, bounds, voxel_size, self.patch_size, self.overlap)  # type: ignore[arg-type]
+        voxel_size = grid.target if grid is not None else tuple(float(v) for v in record["mips"][mip]["voxel_size"])
+        volume = Volume.of(dataset, frame, voxel_size, self.patch_size, self.overlap)  # type: ignore[arg-type]
+        return volume, self._source(store, record, mip, grid, reference)
+
+    def _source(self, store: Store | RemoteStore, record: dict[str, Any], mip: int, grid: TargetGrid | None, reference: dict[str, Any] | None) -> PatchSource:
+        opts = self.options
+        match = None
+        if reference is not None and reference["id"] != record["id"]:
+            if reference["channels"] not in (1, record["channels"]):
+                raise InvalidRequest(f"dataset {record['id']!r} has {record['channels']} channels, the histogram reference {reference['id']!r} {reference['channels']}")
+            match = HistogramMatch.of(record["stats"], reference["stats"], int(record["channels"]), dataset=record["id"], reference=reference["id"])
+        centres = None
+        if opts.balance is not None or opts.mask is not None:
+            centres = centre_index(store, record, label_layer=self.label_layer, balance=opts.balance == "class", class_map=opts.class_map, mask=opts.mask)
+        return PatchSource(record["id"], mip, grid, match, reference["stats"] if match is not None and reference is not None else None, centres)
 
     # -- the store, per process --------------------------------------------
     def _open_store(self) -> Store | RemoteStore:
@@ -214,28 +247,19 @@ class BlockDataset(Dataset[dict[str, Any]]):
     def _draw(self, i: int) -> tuple[Volume, dict[str, Any]]:
         rng = np.random.default_rng([self.seed, self.epoch, i])
         volume = random_volume(rng, self._volumes, self._cumulative_weights)
+        centres = self._sources[volume.id].centres
         for _ in range(FOREGROUND_TRIES if self._foreground_layer or self._threshold is not None else 1):
-            arrays = self._read(volume, random_offset(rng, volume, self.patch_size))
+            if centres is None:
+                offset = random_offset(rng, volume, self.patch_size)
+            else:
+                offset = centred_offset(volume, centres.draw(rng), self.patch_size)
+            arrays = self._read(volume, offset)
             if self._accept(arrays):
                 break
         return volume, arrays
 
     def _read(self, volume: Volume, offset: Xyz) -> dict[str, Any]:
-        store = self._open_store()
-        common: dict[str, Any] = {"mip": self.mip, "boundary": self.boundary}
-        image = store.read_block(volume.id, offset, self.patch_size, normalize=self.normalize, return_mask=self.return_mask, **common)
-        arrays: dict[str, Any] = {"offset": offset}
-        if self.return_mask:
-            image, arrays["mask"] = image
-        arrays["image"] = image if image.ndim == 4 else image[np.newaxis]
-        if self.label_layer is not None:
-            arrays["label"] = store.read_block(volume.id, offset, self.patch_size, layer=self.label_layer, **common)
-        if self._foreground_layer is not None:
-            if self._foreground_layer == self.label_layer:
-                arrays["foreground"] = arrays["label"]
-            else:
-                arrays["foreground"] = store.read_block(volume.id, offset, self.patch_size, layer=self._foreground_layer, **common)
-        return arrays
+        return read_patch(self._open_store(), self._sources[volume.id], self._request, offset, self.patch_size)
 
     def _accept(self, arrays: dict[str, Any]) -> bool:
         if self._foreground_layer is not None:
@@ -263,8 +287,9 @@ class BlockDataset(Dataset[dict[str, Any]]):
 
     def __repr__(self) -> str:
         return (
-            f"BlockDataset({list(self.datasets)}, patch_size={list(self.patch_size)}, mip={self.mip}, "
-            f"sampler={self.sampler!r}, items={len(self)} of {self.total}, rank={self.rank}/{self.world_size})"
+            f"BlockDataset({list(self.datasets)}, patch_size={list(self.patch_size)}, "
+            + (f"mip={self.mip}, " if self.voxel_size is None else f"voxel_size={list(self.voxel_size)}, ")
+            + f"sampler={self.sampler!r}, items={len(self)} of {self.total}, rank={self.rank}/{self.world_size})"
         )
 
 

@@ -20,14 +20,17 @@ import numpy as np
 import numpy.typing as npt
 
 from blockio.boxes import Xyz, parse_xyz
+from blockio.data.harmonize import parse_harmonize
+from blockio.data.physical import parse_voxel_size
 from blockio.data.samplers import SAMPLERS
 from blockio.errors import InvalidRequest
 from blockio.normalize import NORMALIZATIONS
 
-__all__ = ["DATASET_BOUNDARIES", "DatasetOptions", "Transform", "non_negative_int", "with_overrides"]
+__all__ = ["BALANCES", "DATASET_BOUNDARIES", "DatasetOptions", "Transform", "non_negative_int", "with_overrides"]
 
 # "clip" would give patches of varying shape, which cannot be batched
 DATASET_BOUNDARIES = ("zero", "reflect", "error")
+BALANCES = ("class",)
 Transform = Callable[[npt.NDArray[np.float32], tuple[float, float, float]], Any]
 
 
@@ -38,7 +41,16 @@ class DatasetOptions:
     Attributes
     ----------
     mip
-        Pyramid level to read; must exist in every dataset.
+        Pyramid level to read; must exist in every dataset. Not with
+        ``voxel_size``, which picks the mip of each dataset.
+    voxel_size
+        ``None`` (default: patches are voxels of ``mip``), or a target
+        (x, y, z) voxel size in nm: ``patch_size``, ``overlap`` and the
+        items' ``offset`` are then in voxels of that size, every dataset is
+        read at its nearest mip and resampled to it (images linearly with
+        anti-aliasing, labels, masks and ``foreground`` layers by nearest
+        neighbour; see :mod:`blockio.data.physical`), so every dataset gives
+        patches of one shape and one physical size.
     sampler
         ``"random"`` (default): patches at uniform offsets where the patch
         fits (the volume's start on an axis where it does not). ``"grid"``:
@@ -52,6 +64,13 @@ class DatasetOptions:
     normalize
         ``"percentile"`` (default), ``"zscore"``, ``"minmax"`` or ``None``
         (raw values as float32), from the catalog's statistics.
+    harmonize
+        How several datasets come to one intensity scale
+        (:mod:`blockio.data.harmonize`): ``"percentile"`` (default) leaves it
+        to ``normalize``, whose default maps each dataset's ``[p1, p99]``
+        window onto ``[0, 1]``; ``"histogram:<id>"`` first matches each
+        dataset's stored histogram to that of the catalogued dataset ``<id>``
+        and then normalises with ``<id>``'s statistics.
     boundary
         ``"zero"`` (default), ``"reflect"`` or ``"error"`` for voxels
         outside the volume.
@@ -86,6 +105,20 @@ class DatasetOptions:
         once per item, then the offset is redrawn from the same generator up
         to :data:`~blockio.data.dataset.FOREGROUND_TRIES` times; the last try
         is kept if none passes.
+    balance
+        Random sampler only. ``None`` (default) or ``"class"``: centre
+        patches on label-layer voxels drawn with inverse class-frequency
+        weights, so every class of ``label_layer`` is drawn about equally
+        often (:mod:`blockio.data.centres`).
+    class_map
+        With ``balance="class"``: ``{segment id: class name}``; ids it does
+        not name take the class of the layer's segment properties (id 0:
+        ``"background"``).
+    mask
+        Random sampler only. A layer of every dataset; patches are centred
+        where it is non-zero (at a coarse mip, :data:`~blockio.data.centres.INDEX_VOXELS`),
+        and with ``balance`` only label voxels inside it count. A patch is
+        moved back inside the volume where the centre is too close to the edge.
 
     Raises
     ------
@@ -106,9 +139,20 @@ class DatasetOptions:
     world_size: int = 1
     weights: str | Sequence[float] = "size"
     foreground: float | Mapping[str, str] | None = None
+    voxel_size: Sequence[float] | None = None
+    harmonize: str = "percentile"
+    balance: str | None = None
+    class_map: Mapping[int, str] | None = None
+    mask: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "overlap", parse_xyz(self.overlap, "overlap"))
+        if self.voxel_size is not None:
+            object.__setattr__(self, "voxel_size", parse_voxel_size(self.voxel_size))
+            if self.mip != 0:
+                raise InvalidRequest(f"give mip or voxel_size, not both (voxel_size picks each dataset's mip), got mip={self.mip!r}")
+        parse_harmonize(self.harmonize)
+        self._check_centres()
         if self.sampler not in SAMPLERS:
             raise InvalidRequest(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.normalize is not None and self.normalize not in NORMALIZATIONS:
@@ -127,6 +171,27 @@ class DatasetOptions:
         self.foreground_rule()  # a malformed rule fails here, not at the first item
         if self.foreground is not None and self.sampler != "random":
             raise InvalidRequest("foreground applies to sampler='random' only; the grid sampler visits every box")
+
+    def _check_centres(self) -> None:
+        if self.balance is not None and self.balance not in BALANCES:
+            raise InvalidRequest(f"balance must be None or one of {', '.join(BALANCES)}, got {self.balance!r}")
+        if self.balance is not None and self.label_layer is None:
+            raise InvalidRequest("balance='class' needs a label_layer whose classes it balances")
+        if self.mask is not None and not isinstance(self.mask, str):
+            raise InvalidRequest(f"mask must be a layer name, got {self.mask!r}")
+        if (self.balance is not None or self.mask is not None) and self.sampler != "random":
+            raise InvalidRequest("balance and mask apply to sampler='random' only; the grid sampler visits every box")
+        if self.class_map is not None:
+            if not isinstance(self.class_map, Mapping) or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 0 for k in self.class_map):
+                raise InvalidRequest(f"class_map must map segment ids (integers >= 0) to class names, got {self.class_map!r}")
+            if self.balance is None:
+                raise InvalidRequest("class_map applies with balance='class' only")
+            object.__setattr__(self, "class_map", {int(k): str(v) for k, v in self.class_map.items()})
+
+    @property
+    def target_voxel_size(self) -> tuple[float, float, float] | None:
+        """``voxel_size`` as parsed: (x, y, z) nm, or ``None``."""
+        return self.voxel_size  # type: ignore[return-value]
 
     @property
     def overlap_xyz(self) -> Xyz:

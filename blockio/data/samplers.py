@@ -26,7 +26,7 @@ from blockio.boxes import VoxelBox, Xyz
 from blockio.errors import InvalidRequest
 from precomputed.geometry import block_starts
 
-__all__ = ["SAMPLERS", "Volume", "cumulative_weights", "grid_item", "random_offset", "random_volume"]
+__all__ = ["SAMPLERS", "Volume", "centred_offset", "cumulative_weights", "grid_item", "random_offset", "random_volume"]
 
 SAMPLERS = ("random", "grid")
 
@@ -98,3 +98,13 @@ def random_offset(rng: np.random.Generator, volume: Volume, patch_size: Xyz) -> 
     """A uniform (x, y, z) offset where the patch fits (the volume's start on an axis where it does not)."""
     bounds = volume.bounds
     return tuple(int(lo + rng.integers(0, max(0, s - p) + 1)) for lo, s, p in zip(bounds.start, bounds.size, patch_size))  # type: ignore[return-value]
+
+
+def centred_offset(volume: Volume, centre_nm: tuple[float, float, float], patch_size: Xyz) -> Xyz:
+    """The (x, y, z) offset of the patch centred on a point in nm, moved back inside the volume where it must be."""
+    bounds = volume.bounds
+    out = []
+    for c, v, p, lo, hi in zip(centre_nm, volume.voxel_size, patch_size, bounds.start, bounds.stop):
+        start = math.floor(c / v - p / 2 + 0.5)
+        out.append(int(min(max(start, lo), max(lo, hi - p))))
+    return tuple(out)  # type: ignore[return-value]
