@@ -235,6 +235,7 @@ PRECOMPUTED_ERRORS: dict[type[Exception], type[BlockioError]] = {
     _p.LayerNotFound: LayerNotFound,
     _p.RootNotWritable: StorageError,
     _p.CatalogError: DatasetUnavailable,
+    _p.InvalidKey: InvalidRequest,
     _p.StoreError: StorageError,
     _p.WriteFailed: WriteFailed,
     _p.CorruptChunk: ChunkError,
