@@ -103,6 +103,8 @@ def _levels(root: Path, record: dict[str, Any], meta: dict[str, Any]) -> list[_L
     compress = "gzip" if meta.get("compression") == "gzip" else "none"
     with open(os.path.join(layer_path, "info"), encoding="utf-8") as fh:
         scales = json.load(fh)["scales"]
+    if any(s.get("sharding") for s in scales):  # a shard is rewritten whole, by the writer that owns its box
+        raise InvalidOption(f"layer {meta['path']} is sharded: block writes go to unsharded layers; write the layer again with write_segmentation")
     labels = root / meta["zarr"] if meta.get("zarr") else None
     if labels is not None and not (labels / "zarr.json").exists():
         log.warning("layer %s lists an OME-Zarr copy %s that does not exist; writing the precomputed layer only", meta["path"], labels)

@@ -88,6 +88,12 @@ class ScaleWriter:
         """
         from cloudfiles import compression
 
+        # read now, not at open: a writer cached per thread outlives a layer made anew at its path
+        from .sharding import scale_sharding, write_shards
+
+        spec = scale_sharding(self.layer, self.key)
+        if spec is not None:  # a sharded scale: the block covers whole shards
+            return write_shards(self, spec, start, block)
         _, z, y, x = block.shape
         stop = tuple(s + n for s, n in zip(start, (x, y, z)))
         end = tuple(o + n for o, n in zip(self.offset, self.size))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
-from . import checksum_writes, image_layer, omezarr, stats
+from . import checksum_writes, image_layer, omezarr, sharding, stats
 from .catalog import Catalog, record_errors
 from .errors import (
     DatasetExists,
@@ -66,7 +66,9 @@ class IngestOptions:
     ``series`` picks an image series of a multi-series TIFF, ``timepoint`` one
     timepoint of a time series; ``cast`` converts the data to a stored dtype
     (e.g. bool or float64 sources); ``drop_origin`` ingests an OME-Zarr image
-    whose level 0 is translated, ignoring (and recording) the translation.
+    whose level 0 is translated, ignoring (and recording) the translation;
+    ``shard`` writes every scale of the precomputed layer as shards (far fewer
+    files, see :mod:`precomputed.sharding`).
     """
 
     voxel_size: tuple[float, float, float] | None = None
@@ -86,6 +88,7 @@ class IngestOptions:
     timepoint: int | None = None
     cast: str | None = None
     drop_origin: bool = False
+    shard: bool = False
     command: str | None = field(default=None, compare=False)
 
 
@@ -203,6 +206,8 @@ def ingest(source: str | os.PathLike[str] | list[str], root: str | os.PathLike[s
         mips = plan_pyramid(reader.shape, voxel_size.value, chunk.value)
         voxel_bytes = reader.channels * np.dtype(reader.dtype).itemsize
         passes = plan_passes(mips, chunk.value, voxel_bytes=voxel_bytes, task_bytes=options.task_bytes)
+        if options.shard:  # boxes that hold shards of many chunks (sharding.widen_passes)
+            passes = sharding.widen_passes(passes, mips, chunk.value, voxel_bytes=voxel_bytes, task_bytes=options.task_bytes)
         plan = {
             "spec": asdict(spec),
             "shape": reader.shape,
@@ -213,6 +218,7 @@ def ingest(source: str | os.PathLike[str] | list[str], root: str | os.PathLike[s
             "compress": options.compress,
             "mips": [asdict(m) for m in mips],
             "boxes": [p.box_size for p in passes],
+            "shard": options.shard,
         }
         staging = root_path / STAGING / dataset_id
         staging.mkdir(parents=True, exist_ok=True)
@@ -239,6 +245,9 @@ def _ingest_locked(reader: VolumeReader, spec: Any, catalog: Catalog, dataset_id
             (staging / "tasks").mkdir()
             omezarr.create_image(zarr_path, name=dataset_id, mips=mips, channels=reader.channels, dtype=reader.dtype, chunk_size=chunk.value)
             image_layer.create_image_layer(layer_path, mips=mips, channels=reader.channels, dtype=reader.dtype, chunk_size=chunk.value)
+            if options.shard:  # each shard inside one task's box: the tasks write whole shards
+                voxel_bytes = reader.channels * np.dtype(reader.dtype).itemsize
+                sharding.apply_specs(layer_path, sharding.pass_specs(mips, passes, chunk.value, voxel_bytes=voxel_bytes, compress=options.compress == "gzip"))
             (staging / "plan.json").write_text(json.dumps({"fingerprint": fingerprint, "plan": plan}, indent=1, default=str))
         else:
             log.info("resuming the ingest of %s from %s", dataset_id, staging)

@@ -41,7 +41,7 @@ import numpy.typing as npt
 from cloudvolume import CloudVolume
 from filelock import FileLock, Timeout
 
-from . import checksum_writes, image_layer, labels, segment_properties, segmentation_commit
+from . import checksum_writes, image_layer, labels, segment_properties, segmentation_commit, sharding
 from . import meshes as mesh_format
 from .catalog import Catalog, new_version
 from .errors import DatasetExists, DatasetNotFound, InvalidOption
@@ -277,6 +277,7 @@ class SegmentationWriter:
         scheduler: str | None = None,
         progress: bool | None = None,
         task_bytes: int = DEFAULT_TASK_BYTES,
+        shard: bool = False,
     ) -> dict[str, Any]:
         """Build the pyramid, segment properties, meshes and OME-Zarr labels; catalog the layer.
 
@@ -292,6 +293,10 @@ class SegmentationWriter:
             As in :func:`precomputed.execution.run_tasks`.
         task_bytes
             Upper bound on a task's mip-0 box in bytes (the mesh box is the same).
+        shard
+            Store every scale as shards (:mod:`precomputed.sharding`): mips 1 and
+            up are written as whole shards by the tasks, mip 0 is packed into
+            shards of at most ``task_bytes`` of chunk data after them.
 
         Returns
         -------
@@ -310,7 +315,9 @@ class SegmentationWriter:
         try:
             if segmentation_commit.read_journal(staging) is not None:  # killed while committing: finish that
                 return segmentation_commit.finish_commit(self.root, self.dataset_id, self.name)
-            ids, counts, fragments = self._build(meshes, workers=workers, scheduler=scheduler, progress=progress, task_bytes=task_bytes)
+            ids, counts, fragments = self._build(meshes, workers=workers, scheduler=scheduler, progress=progress, task_bytes=task_bytes, shard=shard)
+            if shard:  # mip 0 was written in blocks of any alignment: packed last, its chunk bytes unchanged
+                sharding.pack_scale(self.layer_path, 0, sharding.spec_for_scale(self.layer_path, 0, target_bytes=task_bytes))
             checksum_writes.merge_fragments(self.layer_path)
             segment_properties.write_properties(self.layer_path, segment_properties.properties_info(ids, counts, names))
             vol = CloudVolume(f"file://{self.layer_path}", progress=False)
@@ -342,7 +349,7 @@ class SegmentationWriter:
         finally:
             lock.release()
 
-    def _build(self, with_meshes: bool, *, workers: int | None, scheduler: str | None, progress: bool | None, task_bytes: int) -> tuple[Any, Any, dict[int, list[str]]]:
+    def _build(self, with_meshes: bool, *, workers: int | None, scheduler: str | None, progress: bool | None, task_bytes: int, shard: bool = False) -> tuple[Any, Any, dict[int, list[str]]]:
         """Run every pass; returns the merged ids, voxel counts and mesh fragments per id."""
         tasks = self.staging / "tasks"
         tasks.mkdir(exist_ok=True)
@@ -352,6 +359,10 @@ class SegmentationWriter:
         # boxes aligned to both the layer's chunks and the OME-Zarr labels' (the image's)
         grid = tuple(math.lcm(a, b) for a, b in zip(self.chunk_size, self._plan.zarr_chunk_size))
         passes = plan_passes(self.mips, grid, voxel_bytes=self.dtype.itemsize, task_bytes=max(task_bytes, 1))  # type: ignore[arg-type]
+        if shard:  # boxes that hold shards of many chunks; mips 1 and up: whole shards inside them
+            passes = sharding.widen_passes(passes, self.mips, grid, voxel_bytes=self.dtype.itemsize, task_bytes=max(task_bytes, 1))  # type: ignore[arg-type]
+        if shard and not sharding.is_sharded(self.layer_path, 0):
+            sharding.apply_specs(self.layer_path, sharding.pass_specs(self.mips, passes, self.chunk_size, voxel_bytes=self.dtype.itemsize, compress=False, skip=(0,)))
         parts = []
         fragments: dict[int, list[str]] = {}
         for p in passes:

@@ -43,6 +43,9 @@ class SegmentationOptions:
         Replace a layer of that name.
     workers, scheduler, progress
         As in :func:`precomputed.execution.run_tasks`.
+    shard
+        Store every scale of the precomputed layer as shards (far fewer files;
+        see :mod:`precomputed.sharding`). Block writes (PUT) need an unsharded layer.
     """
 
     offset: Xyz = (0, 0, 0)
@@ -55,6 +58,7 @@ class SegmentationOptions:
     workers: int | None = None
     scheduler: str | None = None
     progress: bool | None = None
+    shard: bool = False
 
     def __post_init__(self) -> None:
         if self.mip != 0:

@@ -36,7 +36,9 @@ def _reader(layer_path: str, mip: int) -> CloudVolume:
 
 
 def _read(layer_path: str, mip: int, start: Xyz, stop: Xyz) -> npt.NDArray[Any]:
-    vol = thread_handle("seg-read", (layer_path, mip), partial(_reader, layer_path, mip))
+    # keyed by the info file too: a handle cached per thread must not read a layer made anew (or sharded) at its path
+    info = os.stat(os.path.join(layer_path, "info"))
+    vol = thread_handle("seg-read", (layer_path, mip, info.st_ino, info.st_mtime_ns), partial(_reader, layer_path, mip))
     cut = vol[start[0] : stop[0], start[1] : stop[1], start[2] : stop[2]]
     return np.asarray(cut)[..., 0].T  # Fortran (x, y, z) -> C-order [z, y, x], no copy
 

@@ -56,7 +56,7 @@ def write_segmentation(
         for block_offset, block in labels:
             writer.write_block(block_offset, block)
     provenance = dict(opts.provenance or {})
-    return writer.finalize(provenance=provenance, class_names=opts.class_names, meshes=opts.meshes, workers=opts.workers, scheduler=opts.scheduler, progress=opts.progress)
+    return writer.finalize(provenance=provenance, class_names=opts.class_names, meshes=opts.meshes, workers=opts.workers, scheduler=opts.scheduler, progress=opts.progress, shard=opts.shard)
 
 
 def _write_array(writer: SegmentationWriter, labels: npt.NDArray[Any], offset: Xyz, workers: int | None) -> None:

@@ -36,6 +36,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--drop-origin", action="store_true", help="ingest an OME-Zarr image whose level 0 is translated, ignoring the translation (recorded in the provenance)")
     p.add_argument("--chunk-size", type=xyz(int), help="x,y,z chunk size of both stores (default 64,64,64)")
     p.add_argument("--compress", choices=["none", "gzip"], default="none", help="precomputed chunk compression (default none: fastest)")
+    p.add_argument("--shard", action="store_true", help="store the precomputed layer as sharded scales: far fewer files (for large layers); the OME-Zarr copy is the same")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset with the same id")
     p.add_argument("--workers", type=int, help="local Dask workers (default: CPU count)")
     p.add_argument("--scheduler", help="threads (default), processes, sync, or tcp://HOST:PORT of a dask.distributed scheduler")
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         drop_origin=args.drop_origin,
         chunk_size=args.chunk_size,
         compress=args.compress,
+        shard=args.shard,
         overwrite=args.overwrite,
         workers=args.workers,
         scheduler=args.scheduler,

@@ -78,12 +78,24 @@ class LayerReader:
         # before CloudVolume's decoders see them: a damaged compressed_segmentation chunk
         # crashes its C++ decoder, and a short raw one would read as zeros
         self._verifier = self._make_verifier() if source == "precomputed" else None
+        self._sharded = self._sharded_scales() if source == "precomputed" else {}
 
     def _make_verifier(self) -> Any:
         from precomputed.integrity import ChunkVerifier
 
         read = None if self._local_base is not None else _cloudfiles(self._vol.meta.cloudpath).get
         return ChunkVerifier(self._local_base or self.url, info=self._vol.meta.info, read=read)
+
+    def _sharded_scales(self) -> dict[int, Any]:
+        # a sharded scale's chunks live in shard files, read by byte range (blockio.layers.sharded)
+        from blockio.layers.sharded import ShardedScale
+
+        scales = self._vol.meta.info["scales"]
+        return {
+            mip: ShardedScale(key=str(scales[mip]["key"]), spec=scales[mip]["sharding"], bounds=self._bounds[mip], chunk_size=self._chunk[mip], local_base=self._local_base, cloudpath=self._vol.meta.cloudpath, where=self.url)  # type: ignore[arg-type]
+            for mip in range(self.num_mips)
+            if scales[mip].get("sharding")
+        }
 
     def _mip_bounds(self, mip: int) -> VoxelBox:
         b = self._vol.meta.bounds(mip)
@@ -125,6 +137,11 @@ class LayerReader:
         truncated or corrupt one :class:`ChunkError`; both name the chunk.
         """
         names = [self.chunk_name(mip, index, box) for index, box in chunks]
+        sharded = self._sharded.get(mip)
+        if sharded is not None:  # the block's chunks batched by shard, each by byte range
+            stored = sharded.get_many(chunks)
+            got = [None if data is None else (data, sharded.gzip_data) for data in stored]
+            return {index: self._decode(mip, name, box, g) for (index, box), name, g in zip(chunks, names, got)}
         if len(names) > 2:
             jobs = [(mip, name, box) for name, (_, box) in zip(names, chunks)]
             try:
