@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,10 @@ from typing import Any
 from blockio import DEFAULT_ROOT
 from blockio.errors import InvalidSettings
 
-__all__ = ["DEFAULT_ROOT", "ENV_VARS", "Settings"]
+__all__ = ["DEFAULT_ROOT", "ENV_VARS", "READS", "Settings"]
+
+#: the values of ``reads`` (``BLOCKIO_READS``)
+READS = ("open", "signed-in")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +54,22 @@ class Settings:
     neuroglancer_bind: str = "127.0.0.1"
     #: port of the review page's Neuroglancer server; 0 for a free one
     neuroglancer_port: int = 0
+    #: where Neuroglancer's client is built (``viewer.bundle``); ``None`` for ``~/.cache/blockio``
+    viewer_cache: str | None = None
+    #: the users, queues and verdicts database (``postgresql://...``); ``None``: SQLite under the root
+    database_url: str | None = dataclasses.field(default=None, repr=False)
+    #: the key that signs session cookies; ``None``: one generated once and kept in the database
+    secret_key: str | None = dataclasses.field(default=None, repr=False)
+    #: ``open``: anyone may read; ``signed-in``: reads need a user too
+    reads: str = "open"
+    #: whether the session cookie is sent over HTTPS only (turn off only behind plain HTTP)
+    cookie_secure: bool = True
+    #: state-changing requests per second each user may make (per process); 0 for no limit
+    rate_per_s: float = 20.0
+    #: how many such requests a user may make at once before the rate applies
+    rate_burst: int = 200
+    #: live model layers ``NAME=pkg.mod:fn[?option=value&...]`` served as ``/precomputed/<id>/live/<NAME>/``
+    live_models: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("cache_bytes", "max_block_voxels", "max_block_bytes", "max_inflight", "max_content_length", "neuroglancer_port"):
@@ -64,8 +84,17 @@ class Settings:
             raise InvalidSettings(f"queue_timeout_s must be a finite number of seconds >= 0, got {timeout!r}")
         if not isinstance(self.root, str) or not self.root:
             raise InvalidSettings(f"root must be a non-empty path, got {self.root!r}")
+        if self.reads not in READS:
+            raise InvalidSettings(f"reads must be one of {', '.join(READS)}, got {self.reads!r}")
+        rate = self.rate_per_s
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < float("inf"):
+            raise InvalidSettings(f"rate_per_s must be a finite number >= 0, got {rate!r}")
+        if isinstance(self.rate_burst, bool) or not isinstance(self.rate_burst, int) or self.rate_burst < 1:
+            raise InvalidSettings(f"rate_burst must be an integer >= 1, got {self.rate_burst!r}")
         if not isinstance(self.cors_origins, tuple) or not all(isinstance(o, str) and o for o in self.cors_origins):
             raise InvalidSettings(f"cors_origins must be a tuple of origins, got {self.cors_origins!r}")
+        if not isinstance(self.live_models, tuple) or not all(isinstance(m, str) and _LIVE_MODEL.match(m) for m in self.live_models):
+            raise InvalidSettings(f"live_models must be a tuple of NAME=pkg.module:callable, got {self.live_models!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -134,6 +163,26 @@ def _optional(raw: str) -> str | None:
     return raw or None
 
 
+_LIVE_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}=[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\?\S*)?$")
+
+
+def _live_models(raw: str) -> tuple[str, ...]:
+    models = tuple(m.strip() for m in raw.split(";") if m.strip())
+    bad = [m for m in models if not _LIVE_MODEL.match(m)]
+    if bad:
+        raise ValueError(f"give NAME=pkg.module:callable[?option=value&...] separated by ';', not {bad[0]!r}")
+    return models
+
+
+def _flag(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("give 1 or 0 (true / false)")
+
+
 #: variable -> (Settings field, parser of its text, meaning); the README's table lists the same
 ENV_VARS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "BLOCKIO_ROOT": ("root", str, "the store root (a folder or file:// URL)"),
@@ -148,6 +197,14 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "BLOCKIO_MAX_CONTENT_LENGTH": ("max_content_length", int, "the largest request body, in bytes"),
     "BLOCKIO_NEUROGLANCER_BIND": ("neuroglancer_bind", str, "address of the review page's Neuroglancer server"),
     "BLOCKIO_NEUROGLANCER_PORT": ("neuroglancer_port", int, "port of the review page's Neuroglancer server; 0 for a free one"),
+    "BLOCKIO_VIEWER_CACHE": ("viewer_cache", _optional, "the folder Neuroglancer's client is built in"),
+    "BLOCKIO_DATABASE_URL": ("database_url", _optional, "users, queues and verdicts in PostgreSQL (postgresql://...); unset: SQLite under the root"),
+    "BLOCKIO_SECRET_KEY": ("secret_key", _optional, "the key that signs session cookies; unset: generated once, kept in the database"),
+    "BLOCKIO_READS": ("reads", str, "open (anyone reads) or signed-in (reads need a user too)"),
+    "BLOCKIO_COOKIE_SECURE": ("cookie_secure", _flag, "1: the session cookie goes over HTTPS only; 0 behind plain HTTP"),
+    "BLOCKIO_RATE_PER_S": ("rate_per_s", float, "state-changing requests per second per user, per process; 0 for no limit"),
+    "BLOCKIO_RATE_BURST": ("rate_burst", int, "state-changing requests a user may make at once before the rate applies"),
+    "BLOCKIO_LIVE_MODELS": ("live_models", _live_models, "live model layers NAME=pkg.mod:fn[?block=x,y,z&...], separated by ';'"),
 }
 # Flask's own name of the body limit, accepted in create_app's mapping as before
 _ALIASES = {"MAX_CONTENT_LENGTH": "BLOCKIO_MAX_CONTENT_LENGTH"}

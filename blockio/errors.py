@@ -12,7 +12,7 @@ The tree::
      ├── DatasetNotFound (KeyError)           404 dataset_not_found    no such catalog record
      ├── LayerNotFound (KeyError)             404 layer_not_found      no such layer in a record
      ├── DatasetUnavailable (ValueError)      503 dataset_unavailable  the record fails the schema; names the field
-     ├── ReviewsUnavailable (ValueError)      503 reviews_unavailable  ROOT/reviews.json is malformed
+     ├── ReviewsUnavailable (ValueError)      503 reviews_unavailable  the users/verdicts database cannot be used, or an old reviews.json is malformed
      ├── InvalidRequest (ValueError)          400 invalid_request      a malformed offset, size, mip, option, body
      │    ├── OutOfBounds                     400 out_of_bounds        the box leaves the volume with boundary="error"
      │    ├── TransformError                  400 invalid_transform    a bad argument to a block transform
@@ -21,6 +21,7 @@ The tree::
      ├── Forbidden (PermissionError)          403 forbidden            the action is disabled or not allowed
      ├── Conflict (FileExistsError)           409 conflict             the thing exists already
      ├── Busy (TimeoutError)                  503 busy                 every block worker is busy (Retry-After)
+     ├── RateLimited                          429 rate_limited         this user sent too many requests (Retry-After)
      ├── InvalidSettings (ValueError)         500 invalid_settings     a BLOCKIO_* setting that cannot be used
      └── StorageError (OSError)               500 storage_error        the store cannot be read or written
           ├── ChunkError                      500 chunk_error          a chunk that cannot be read; names the chunk
@@ -53,6 +54,7 @@ __all__ = [
     "LayerNotFound",
     "MissingChunk",
     "OutOfBounds",
+    "RateLimited",
     "ReviewsUnavailable",
     "StorageError",
     "StoreNotFound",
@@ -106,7 +108,7 @@ class DatasetUnavailable(BlockioError, ValueError):
 
 
 class ReviewsUnavailable(BlockioError, ValueError):
-    """The review log (``ROOT/reviews.json``) is malformed; it is never written over while so."""
+    """The users and verdicts database cannot be used (unreachable, locked, not configured), or an old ``ROOT/reviews.json`` to import is malformed (it is never written over)."""
 
     status = 503
     code = "reviews_unavailable"
@@ -165,6 +167,14 @@ class Busy(BlockioError, TimeoutError):
 
     status = 503
     code = "busy"
+    headers = {"Retry-After": "1"}
+
+
+class RateLimited(BlockioError):
+    """This user (or address) sent state-changing requests faster than the configured rate; retry later."""
+
+    status = 429
+    code = "rate_limited"
     headers = {"Retry-After": "1"}
 
 

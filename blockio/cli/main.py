@@ -19,11 +19,11 @@ import sys
 from collections.abc import Sequence
 
 from blockio import __version__
-from blockio.cli import catalog, demo, evaluate, ingest, predict, serve
+from blockio.cli import catalog, demo, evaluate, ingest, predict, serve, users
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (ingest, catalog, serve, demo, predict, evaluate)
+COMMANDS = (ingest, catalog, serve, demo, predict, evaluate, users)
 """The subcommand modules, in the order ``--help`` lists them."""
 
 

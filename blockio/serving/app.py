@@ -4,8 +4,9 @@
 a :class:`blockio.config.Settings` (default: from the environment, read once
 here). Errors map to status codes with the one table of
 :mod:`blockio.errors` (see :mod:`blockio.serving.error_answers`) and are JSON
-everywhere; JSON answers never hold NaN; every response carries the CORS
-headers.
+everywhere; JSON answers never hold NaN; the read-only data routes carry the
+CORS headers (:data:`CORS_BLUEPRINTS`), nothing else does; users, sessions and
+CSRF come from :mod:`blockio.serving.auth`.
 """
 
 from __future__ import annotations
@@ -23,14 +24,27 @@ __all__ = ["APPS_GROUP", "create_app", "install_apps"]
 log = logging.getLogger(__name__)
 
 
+#: the read-only data routes other origins may read (Neuroglancer, notebooks); never the page, its verdicts or sign-in
+CORS_BLUEPRINTS = ("api", "files", "openapi")
+CORS_ENDPOINTS = ("healthz",)
+
+
+def _is_data_read() -> bool:
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        return False
+    return request.path.startswith("/precomputed/") or request.blueprint in CORS_BLUEPRINTS or request.endpoint in CORS_ENDPOINTS
+
+
 def _cors(settings: Settings, response: Response) -> Response:
+    if not _is_data_read():
+        return response
     origin = request.headers.get("Origin")
     if "*" in settings.cors_origins:
         response.headers["Access-Control-Allow-Origin"] = "*"
     elif origin and settings.allows_origin(origin):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Vary"] = "Origin"
-    response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, PUT, OPTIONS"
+    response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
     response.headers["Access-Control-Allow-Headers"] = "Range, Authorization, Content-Type, If-None-Match"
     response.headers["Access-Control-Expose-Headers"] = "Content-Range, Content-Length, Content-Encoding, ETag, X-Block-Shape, X-Block-Dtype, X-Block-Axes, X-Block-Offset"
     return response
@@ -80,7 +94,7 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
     The settings are in ``app.extensions["blockio.settings"]``
     (:func:`blockio.serving.api.get_settings` in a request).
     """
-    from blockio.serving import api, error_answers, files, metrics, openapi, writes
+    from blockio.serving import api, auth, error_answers, files, live, metrics, openapi, writes
     from blockio.serving.json_provider import StrictJSONProvider
     from blockio.store import Store
 
@@ -94,11 +108,13 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.extensions["blockio.settings"] = chosen
     app.extensions["blockio.store"] = Store(chosen.root, settings=chosen)
     metrics.init_app(app)
+    auth.init_app(app)
     app.url_value_preprocessor(api.check_path_ids)
     app.register_blueprint(api.bp)
     app.register_blueprint(writes.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(files.bp)
+    live.init_app(app)  # /precomputed/<id>/live/<NAME>/: computed chunks, its counter in the metrics' registry
     error_answers.init_app(app)
     install_apps(app)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 from blockio.errors import ERRORS
 
-__all__ = ["bp", "document"]
+__all__ = ["ERROR_RESPONSE", "PAGE_PATHS", "bp", "document"]
 
 bp = Blueprint("openapi", __name__)
 
@@ -33,6 +33,9 @@ _ERROR = {
         }
     },
 }
+
+ERROR_RESPONSE = _ERROR
+"""The JSON error answer, for pages that document their own paths."""
 
 _XYZ = {"type": "string", "pattern": r"^-?\d{1,9},-?\d{1,9},-?\d{1,9}$", "example": "0,0,0"}
 _SIZE = {"type": "string", "pattern": r"^[1-9]\d{0,8},[1-9]\d{0,8},[1-9]\d{0,8}$", "example": "128,128,128"}
@@ -169,6 +172,12 @@ def document() -> dict[str, Any]:
     }
 
 
+#: ``app.extensions[PAGE_PATHS]``: OpenAPI paths an installed page adds (``{"/api/...": {...}}``)
+PAGE_PATHS = "blockio.openapi_paths"
+
+
 @bp.get("/api/openapi.json")
 def openapi_json() -> Response:
-    return jsonify(document())
+    doc = document()
+    doc["paths"].update(current_app.extensions.get(PAGE_PATHS, {}))
+    return jsonify(doc)

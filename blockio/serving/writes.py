@@ -1,6 +1,6 @@
 """Block writes over HTTP: ``PUT /api/datasets/<id>/layers/<layer>/block?offset=x,y,z``.
 
-The handler only parses, checks the Bearer token and calls
+The handler only parses, checks that the caller is a writer (:mod:`blockio.serving.auth`) and calls
 :func:`precomputed.block_writes.write_block`, which updates every mip of
 the precomputed layer and of its OME-Zarr labels copy all at once or not at
 all, and gives the layer a new version (retiring its cached chunks, and no
@@ -9,14 +9,13 @@ other layer's). A full disk answers 507 with nothing changed.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 import numpy as np
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from blockio.boxes import parse_xyz
-from blockio.errors import Forbidden, InvalidRequest, Unauthorized, from_precomputed
+from blockio.errors import Forbidden, InvalidRequest, from_precomputed
 from blockio.store import Store
 
 __all__ = ["bp", "write_block"]
@@ -44,12 +43,12 @@ def write_block(store: Store, dataset: str, layer: str, offset: Xyz, block: np.n
 
 @bp.put("/datasets/<dataset>/layers/<layer>/block")
 def put_block(dataset: str, layer: str) -> tuple[Response, int]:
-    """Write an ``.npy`` block into a segmentation layer (Bearer token required)."""
-    token = current_app.extensions["blockio.settings"].write_token
-    if not token:
-        raise Forbidden("writes are disabled: the server has no BLOCKIO_WRITE_TOKEN")
-    if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()):
-        raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required to write")
+    """Write an ``.npy`` block into a segmentation layer (a writer: Bearer token, or a signed-in session with CSRF)."""
+    from blockio.serving import auth
+
+    if not auth.writes_enabled():
+        raise Forbidden("writes are disabled: the server has no BLOCKIO_WRITE_TOKEN and no user with the writer role")
+    auth.require("writer", action="write blocks")  # a user's token, the old BLOCKIO_WRITE_TOKEN, or a signed-in writer
     if "offset" not in request.args:
         raise InvalidRequest("offset=x,y,z is required")
     offset = parse_xyz(request.args["offset"], "offset")
