@@ -11,7 +11,9 @@ Two things CloudFiles would otherwise let the user meet:
   ``AWS_SECRET_ACCESS_KEY`` in the environment but no ``AWS_SESSION_TOKEN``
   (long-lived keys: the usual case), CloudFiles' credential lookup raises
   ``KeyError: 'AWS_SESSION_TOKEN'``. :func:`guard_aws_credentials` wraps that
-  lookup so a missing token is simply no token.
+  lookup so a missing token is simply no token, and an endpoint alias reads
+  the same ``aws-secret.json`` as ``s3://`` (CloudFiles would look for
+  ``<alias>-secret.json``).
 - **Console noise.** Without a ``google-secret.json``, CloudFiles prints a
   coloured warning on stdout for every bucket it opens, although application
   default credentials (or ``STORAGE_EMULATOR_HOST``) are the normal case.
@@ -40,6 +42,7 @@ __all__ = ["endpoint_alias", "guard_aws_credentials", "guard_google_credentials"
 
 _ENDPOINT_IN_PATH = re.compile(r"^s3://(?P<endpoint>https?://[^/]+)/(?P<rest>.*)$")
 _guard_lock = threading.Lock()
+ALIAS_PREFIX = "blockio_"
 
 
 def split_endpoint(url: str) -> tuple[str | None, str]:
@@ -58,7 +61,7 @@ def endpoint_alias(endpoint: str) -> str:
     """
     from cloudfiles import paths
 
-    alias = "blockio_" + hashlib.sha1(endpoint.encode("utf-8")).hexdigest()[:12]
+    alias = ALIAS_PREFIX + hashlib.sha1(endpoint.encode("utf-8")).hexdigest()[:12]
     if paths.ALIASES.get(alias) != f"s3://{endpoint}/":
         paths.add_alias(alias, f"s3://{endpoint}/")
         clear = getattr(paths.extract_format_protocol, "cache_clear", None)
@@ -70,6 +73,8 @@ def endpoint_alias(endpoint: str) -> str:
 def _without_session_token(lookup: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
     @functools.wraps(lookup)
     def credentials(bucket: str = "", service: str = "aws", skip_files: bool = False) -> dict[str, Any]:
+        if service.startswith(ALIAS_PREFIX):  # an endpoint alias is still S3: read aws-secret.json, not <alias>-secret.json
+            service = "aws"
         try:
             return lookup(bucket, service, skip_files)
         except KeyError as exc:

@@ -313,3 +313,30 @@ def test_open_root_refuses_what_it_cannot_open(url: str) -> None:
 @pytest.mark.parametrize(("url", "kind"), [("./data", LocalStorage), ("file:///tmp/x", LocalStorage)])
 def test_open_root_picks_the_backend(url: str, kind: Callable[..., Storage]) -> None:
     assert isinstance(open_root(url), kind)  # type: ignore[arg-type]
+
+
+def test_keys_without_a_session_token_do_not_raise_in_cloudfiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloudfiles import connectionpools, secrets
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.setattr(secrets, "CLOUD_VOLUME_SECRETS_DIR", "/nonexistent-secrets")
+    monkeypatch.setattr(secrets, "CLOUD_FILES_SECRETS_DIR", "/nonexistent-secrets")
+    open_root("s3://bucket/prefix")
+    for lookup in (secrets.aws_credentials, connectionpools.aws_credentials):
+        found = lookup(f"bucket-{id(lookup)}", "aws")
+        assert found["AWS_ACCESS_KEY_ID"] == "key" and "AWS_SESSION_TOKEN" not in found
+
+
+def test_an_endpoint_alias_reads_cloudvolumes_aws_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from cloudfiles import connectionpools, secrets
+
+    (tmp_path / "aws-secret.json").write_text(json.dumps({"AWS_ACCESS_KEY_ID": "from-file", "AWS_SECRET_ACCESS_KEY": "s"}))
+    monkeypatch.setattr(secrets, "CLOUD_VOLUME_SECRETS_DIR", str(tmp_path))
+    storage = open_root("s3://http://127.0.0.1:9/bucket-with-alias/prefix")
+    alias = storage.url_for().split("://")[0]
+    assert alias.startswith("blockio_")
+    assert connectionpools.aws_credentials("bucket-with-alias", alias)["AWS_ACCESS_KEY_ID"] == "from-file"
