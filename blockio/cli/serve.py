@@ -28,6 +28,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1, this machine only; 0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000); a busy port is named with a free one to use")
     p.add_argument("--redis-url", help="shared chunk cache (default $BLOCKIO_REDIS_URL)")
+    p.add_argument(
+        "--model",
+        action="append",
+        metavar="NAME=pkg.mod:fn",
+        help="serve the model's output as the live layer /precomputed/<id>/live/NAME/ of every dataset, computed on request "
+        "(repeatable; options after '?': block=x,y,z&overlap=x,y,z&normalize=..&threshold=..&output=segmentation|image&workers=N; "
+        "default $BLOCKIO_LIVE_MODELS)",
+    )
     p.set_defaults(run=run)
 
 
@@ -49,6 +57,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     config: dict[str, Any] = {"BLOCKIO_ROOT": root}
     if args.redis_url:
         config["BLOCKIO_REDIS_URL"] = args.redis_url
+    if args.model:
+        config["BLOCKIO_LIVE_MODELS"] = ";".join(args.model)
     app = create_app(config)
     print(f"serving {root} on http://{args.host}:{args.port}  (API: /api, files: /precomputed, /metrics)", flush=True)
     try:

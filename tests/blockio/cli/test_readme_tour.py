@@ -35,6 +35,7 @@ SKIPPED = {
     # they serve until interrupted (tests/blockio/serving and test_ports cover serve)
     "blockio serve --root blockio-data --port 8000",
     "blockio serve",
+    "blockio serve --model 'cells=blockio.inference.models:membrane_watershed?output=segmentation' --model scores=blockio.inference.models:membrane_watershed",
 }
 
 
