@@ -1,14 +1,15 @@
 """blockio's review page: the dataset table and linked Neuroglancer views.
 
-``viewer.init_app(app)`` registers the ``viewer`` blueprint on an app made by
-:func:`blockio.serving.app.create_app` and attaches the Neuroglancer viewer pool
-(``app.extensions["viewer.pool"]``) and the review log
-(``app.extensions["viewer.reviews"]``, ``ROOT/reviews.json``).
+``viewer.init_app(app)`` registers the ``viewer`` blueprint (the pages) and the
+``neuroglancer`` blueprint (Neuroglancer's client, built from the npm registry
+by :mod:`viewer.bundle` (``python -m viewer.bundle``), at ``/neuroglancer/``) on an app made by
+:func:`blockio.serving.app.create_app`, and attaches the client's builder
+(``app.extensions["viewer.client"]``) and the review log
+(``app.extensions["viewer.reviews"]``, ``ROOT/reviews.json``). Views keep no
+state on the server: it is in the URL fragment and the browser.
 
 Configuration: the app's :class:`blockio.config.Settings` (``app.extensions["blockio.settings"]``):
-``neuroglancer_port`` (``BLOCKIO_NEUROGLANCER_PORT``, default 0, a free port) and
-``neuroglancer_bind`` (``BLOCKIO_NEUROGLANCER_BIND``, default ``127.0.0.1``) for
-Neuroglancer's in-process server.
+``viewer_cache`` (``BLOCKIO_VIEWER_CACHE``, default ``~/.cache/blockio``), where the client is built.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from flask import Flask
 
 from .reviews import VERDICTS, ReviewLog, to_csv
-from .state import LAYOUTS, ViewerPool, ViewSpec, build_state, layer_source, parse_view
+from .state import LAYOUTS, ViewSpec, build_state, layer_source, parse_view, state_url
 from .thumbnails import thumbnail_png
 
 __all__ = [
@@ -24,11 +25,11 @@ __all__ = [
     "VERDICTS",
     "ReviewLog",
     "ViewSpec",
-    "ViewerPool",
     "build_state",
     "init_app",
     "layer_source",
     "parse_view",
+    "state_url",
     "thumbnail_png",
     "to_csv",
 ]
@@ -36,6 +37,8 @@ __all__ = [
 
 def init_app(app: Flask) -> None:
     """Register the review page on ``app`` (made by ``blockio.serving.app.create_app``)."""
+    from . import client_files
+    from .bundle import ClientBuilder, default_cache
     from .pages import bp
 
     if bp.name in app.blueprints:  # create_app registers it already
@@ -44,6 +47,8 @@ def init_app(app: Flask) -> None:
 
     settings = app.extensions.get("blockio.settings") or Settings.from_env()
     store = app.extensions["blockio.store"]
-    app.extensions["viewer.pool"] = ViewerPool(bind_address=settings.neuroglancer_bind, port=settings.neuroglancer_port)
+    app.extensions["viewer.client"] = ClientBuilder(default_cache(settings.viewer_cache))
     app.extensions["viewer.reviews"] = ReviewLog(store.root)
     app.register_blueprint(bp)
+    app.register_blueprint(client_files.bp)
+

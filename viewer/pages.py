@@ -5,9 +5,12 @@ Routes
 ``GET /``                           catalog table, ``?q=`` filter, ``?page=``, ``?per_page=``
 ``GET /thumb/<id>/<plane>.png``     xy / xz thumbnail of the image layer (cached)
 ``GET /view/<id>``                  ``?layout=overlay&pred=<layer>`` or ``?layout=compare&pred=a,b``
-``GET /view/<id>/state.json``       ``?token=``: the live Neuroglancer state of that view
-``GET /view/<id>/selection``        ``?token=``: its selected segments and position
-``POST /view/<id>/review``          a verdict on the live selection (or position)
+``GET /view/<id>/state.json``       the same query: the Neuroglancer state that view opens with
+``POST /view/<id>/review``          a verdict on segments (or a position) the browser read from its viewer
+
+A view keeps no state on the server: the page embeds Neuroglancer's client
+(:mod:`viewer.client_files`) with the state in the URL fragment, and the
+page's script reads the selection and position from it in the browser.
 ``GET /reviews.json``, ``/reviews.csv``   every verdict (``?dataset=`` to filter)
 """
 
@@ -20,7 +23,6 @@ from typing import Any
 from flask import (
     Blueprint,
     Response,
-    abort,
     current_app,
     jsonify,
     redirect,
@@ -36,28 +38,17 @@ from blockio.serving.bodies import parse_json_object
 from precomputed.validate import missing_fields
 
 from .reviews import VERDICTS, ReviewLog, to_csv
-from .state import (
-    KEY_BINDINGS,
-    ViewerPool,
-    ViewSpec,
-    build_state,
-    current_position,
-    parse_view,
-    selected_segments,
-)
+from .state import KEY_BINDINGS, ViewSpec, build_state, key_label, parse_view, state_url
 from .thumbnails import thumbnail_png
+from .visible import central_segments
 
-__all__ = ["bp", "get_pool", "get_reviews"]
+__all__ = ["bp", "get_reviews"]
 
-bp = Blueprint("viewer", __name__, template_folder="templates")
+bp = Blueprint("viewer", __name__, template_folder="templates", static_folder="static", static_url_path="/static/viewer")
 
 DEFAULT_PER_PAGE = 25
 MAX_PER_PAGE = 200
 MAX_SEGMENTS_PER_VERDICT = 100
-
-
-def get_pool() -> ViewerPool:
-    return current_app.extensions["viewer.pool"]  # type: ignore[no-any-return]
 
 
 def get_reviews() -> ReviewLog:
@@ -183,30 +174,47 @@ def _spec(dataset: str) -> tuple[dict[str, Any], ViewSpec]:
     return record, parse_view(record, request.args.get("layout"), request.args.get("pred"))
 
 
+def _opening_state(record: dict[str, Any], spec: ViewSpec) -> dict[str, Any]:
+    """The state a view opens with, for the host the browser asked (never a fixed address)."""
+    segments = {name: central_segments(get_store(), record, name) for name in spec.preds}
+    return build_state(record, spec, request.host_url, segments=segments).to_json()  # type: ignore[no-any-return]
+
+
 @bp.get("/view/<dataset>")
 def view(dataset: str) -> str:
     record, spec = _spec(dataset)
-    state = build_state(record, spec, request.host_url)
-    log_ = get_reviews()
-
-    def on_verdict(spec: ViewSpec, layer: str, verdict: str, segment: int | None, position: Any) -> None:
-        log_.add(dataset=spec.dataset, layer=layer, verdict=verdict, segment=segment, position=position, note="(key binding)")
-
-    token, viewer = get_pool().create(spec, state, on_verdict)
+    state = _opening_state(record, spec)
     reviews, reviews_problem = _shown_reviews()
+    stable_url = url_for("viewer.view", dataset=dataset, **spec.query())  # type: ignore[arg-type]
+    review_url = url_for("viewer.review", dataset=dataset)
+    view_config = {
+        "state": state,
+        "viewerPrefix": url_for("neuroglancer.index"),
+        "stableUrl": stable_url,
+        "reviewUrl": review_url,
+        "preds": list(spec.preds),
+        "keyBindings": [[action, key, verdict] for action, (key, verdict) in KEY_BINDINGS.items()],
+    }
     return render_template(
         "viewer_view.html",
         record=record,
         spec=spec,
-        token=token,
-        viewer_url=viewer.get_viewer_url(),
-        stable_url=url_for("viewer.view", dataset=dataset, **spec.query()),  # type: ignore[arg-type]
+        view_config=view_config,
+        viewer_url=state_url(state, url_for("neuroglancer.index")),
+        stable_url=stable_url,
+        review_url=review_url,
         verdicts=VERDICTS,
-        key_bindings=[(key, verdict) for key, verdict in KEY_BINDINGS.values()],
+        key_bindings=[(action, key, key_label(key), verdict) for action, (key, verdict) in KEY_BINDINGS.items()],
         reviews=[r for r in reversed(reviews) if r.get("dataset") == dataset][:20],
         reviews_problem=reviews_problem,
         segs=sorted(name for name, meta in record["layers"].items() if meta.get("type") == "segmentation"),
     )
+
+
+@bp.get("/view/<dataset>/state.json")
+def state_json(dataset: str) -> Response:
+    record, spec = _spec(dataset)
+    return jsonify(_opening_state(record, spec))
 
 
 def _text(form: Any, name: str) -> str:
@@ -219,43 +227,58 @@ def _text(form: Any, name: str) -> str:
     return value
 
 
-def _live(dataset: str, token: str | None) -> tuple[ViewSpec, Any]:
-    found = get_pool().get(token or "")
-    if found is None or found[0].dataset != dataset:
-        abort(404, description="no live view with this token for this dataset; reload the view page")
-    return found
+def _segments(form: Any) -> list[int]:
+    """``segments``: a JSON list of ids, or a form's comma-separated text."""
+    raw = form.get("segments")
+    if raw is None or raw == "":
+        return []
+    if isinstance(raw, str):
+        try:
+            raw = [int(part) for part in raw.split(",") if part.strip()]
+        except ValueError:
+            raise InvalidRequest(f"segments must be comma-separated segment ids, got {raw[:100]!r}") from None
+    if not isinstance(raw, list) or not all(isinstance(s, int) and not isinstance(s, bool) and 0 < s < 2**64 for s in raw):
+        raise InvalidRequest("segments must be a list of positive 64-bit segment ids")
+    if len(raw) > MAX_SEGMENTS_PER_VERDICT:
+        raise InvalidRequest(f"{len(raw)} segments are selected; select at most {MAX_SEGMENTS_PER_VERDICT}")
+    return sorted(set(raw))
 
 
-@bp.get("/view/<dataset>/state.json")
-def live_state(dataset: str) -> Response:
-    _spec_, viewer = _live(dataset, request.args.get("token"))
-    return jsonify(viewer.state.to_json())
-
-
-@bp.get("/view/<dataset>/selection")
-def selection(dataset: str) -> Response:
-    spec, viewer = _live(dataset, request.args.get("token"))
-    return jsonify({"position": current_position(viewer), "segments": {layer: selected_segments(viewer, layer) for layer in spec.preds}})
+def _position(form: Any, record: dict[str, Any]) -> list[int] | None:
+    """``position``: (x, y, z) voxels inside the volume (a JSON list, or a form's ``x,y,z``)."""
+    raw = form.get("position")
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        raw = raw.split(",")
+    try:
+        pos = [int(v) if isinstance(v, (int, str)) and not isinstance(v, bool) else None for v in raw]
+    except (TypeError, ValueError):
+        pos = [None]
+    if len(pos) != 3 or None in pos or not all(0 <= v < s for v, s in zip(pos, record["shape"], strict=True)):  # type: ignore[operator]
+        raise InvalidRequest(f"position must be (x, y, z) voxels inside {record['shape']}, got {str(raw)[:100]}")
+    return pos  # type: ignore[return-value]
 
 
 @bp.post("/view/<dataset>/review")
 def review(dataset: str) -> Response | WerkzeugResponse:
     form: Any = parse_json_object(request.get_data(cache=False)) if request.is_json else request.form
-    spec, viewer = _live(dataset, _text(form, "token"))
-    layer = _text(form, "layer") or (spec.preds[0] if spec.preds else "")
-    if layer not in spec.preds:
-        raise LayerNotFound(f"layer {layer!r} is not a prediction layer of this view ({', '.join(spec.preds) or 'none'})")
+    record = get_store().info(dataset)
+    preds = sorted(name for name, meta in record["layers"].items() if meta.get("type") == "segmentation")
+    layer = _text(form, "layer") or (preds[0] if preds else "")
+    if layer not in preds:
+        raise LayerNotFound(f"layer {layer!r} is not a segmentation layer of {dataset!r} ({', '.join(preds) or 'none'})")
     verdict = _text(form, "verdict")
     note = _text(form, "note")
     reviewer = _text(form, "reviewer")
-    segments = selected_segments(viewer, layer)
-    if len(segments) > MAX_SEGMENTS_PER_VERDICT:
-        raise InvalidRequest(f"{len(segments)} segments are selected; select at most {MAX_SEGMENTS_PER_VERDICT}")
+    segments, position = _segments(form), _position(form, record)
     log_ = get_reviews()
     if segments:
         stored = [log_.add(dataset=dataset, layer=layer, verdict=verdict, segment=s, note=note, reviewer=reviewer) for s in segments]
+    elif position is not None:
+        stored = [log_.add(dataset=dataset, layer=layer, verdict=verdict, position=position, note=note, reviewer=reviewer)]
     else:
-        stored = [log_.add(dataset=dataset, layer=layer, verdict=verdict, position=current_position(viewer), note=note, reviewer=reviewer)]
+        raise InvalidRequest("a verdict needs the selected segments or a position (x, y, z)")
     if request.is_json or request.accept_mimetypes.best == "application/json":
         return jsonify({"stored": stored})
     return redirect(url_for("viewer.index", q=dataset) + f"#ds-{dataset}", code=303)

@@ -1,4 +1,4 @@
-"""Neuroglancer viewer states for a catalogued dataset, and the viewers that serve them.
+"""Neuroglancer viewer states for a catalogued dataset, carried whole in the URL fragment.
 
 Two layouts, each a ``row`` of :class:`neuroglancer.LayerGroupViewer` panels
 whose navigation (position, zoom, orientation) is linked, Neuroglancer's
@@ -13,17 +13,19 @@ Layer sources are ``precomputed://<base>/precomputed/<id>/<layer>``, built
 only from the catalog record's own dataset id and layer names, so nothing a
 client sends can point the viewer elsewhere.
 
-The states are served by the ``neuroglancer`` package's own server, started
-in-process once (:class:`ViewerPool`); the bundled client needs it.
+A state is built from the catalog alone (``neuroglancer`` package's state
+classes) and handed to Neuroglancer's browser client as ``#!{json}``
+(:func:`state_url`): no process keeps it, so any worker on any host serves any
+view, and the browser holds the live state.
 """
 
 from __future__ import annotations
 
-import logging
+import json
+import math
 import re
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+import urllib.parse
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,23 +33,25 @@ import neuroglancer
 
 from blockio.errors import InvalidRequest, LayerNotFound
 
-__all__ = ["KEY_BINDINGS", "LAYOUTS", "ViewSpec", "ViewerPool", "build_state", "layer_source", "parse_view"]
-
-log = logging.getLogger(__name__)
+__all__ = ["KEY_BINDINGS", "LAYOUTS", "ViewSpec", "build_state", "key_label", "layer_source", "parse_view", "state_url", "voxel_index"]
 
 LAYOUTS = ("overlay", "compare")
 IMAGE = "image"
 SEGMENTATION_OPACITY = 0.5
+# segments outside the selected set stay drawn in the 2-D panels (Neuroglancer draws only
+# the selected ones once there are any), a little fainter than the selected ones
+UNSELECTED_OPACITY = 0.35
 COLOR_SEED = 1
 # 2-D panels are about this many pixels wide; the first view fits the volume's width
 _PANEL_PIXELS = 400
-# keys that mark what is under the mouse in a prediction layer: action name -> (key, verdict)
+# keys that mark what is under the mouse in a prediction layer: action name -> (Neuroglancer key, verdict)
 KEY_BINDINGS = {
     "blockio-correct": ("alt+keyc", "correct"),
     "blockio-false-merge": ("alt+keym", "false_merge"),
     "blockio-false-split": ("alt+keys", "false_split"),
     "blockio-missing": ("alt+keyx", "missing"),
 }
+_FRAGMENT_SAFE = "~@#$&()*!+=:;,.?/'"
 _BASE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+/?$")
 
 
@@ -107,6 +111,26 @@ def layer_source(base_url: str, dataset: str, layer: str) -> str:
     return f"precomputed://{base_url.rstrip('/')}/precomputed/{dataset}/{layer}"
 
 
+def key_label(key: str) -> str:
+    """A Neuroglancer key identifier as a keyboard shows it: ``alt+keyc`` -> ``Alt+C``."""
+    parts = key.split("+")
+    *mods, last = parts
+    name = last[3:].upper() if last.startswith("key") and len(last) == 4 else last[5:] if last.startswith("digit") else last.capitalize()
+    return "+".join([m.capitalize() for m in mods] + [name])
+
+
+def voxel_index(position: Sequence[float]) -> list[int]:
+    """The voxel a Neuroglancer position falls in, as its status bar shows it: voxel i spans [i, i + 1)."""
+    return [math.floor(float(v)) for v in position]
+
+
+def state_url(state: neuroglancer.ViewerState | Mapping[str, Any], prefix: str) -> str:
+    """``prefix#!{json}``: the whole state in the fragment, which Neuroglancer's client reads on load."""
+    data = state.to_json() if isinstance(state, neuroglancer.ViewerState) else state
+    # the characters Neuroglancer's own Python package leaves unquoted in its URLs
+    return f"{prefix}#!{urllib.parse.quote(json.dumps(data, separators=(',', ':')), safe=_FRAGMENT_SAFE)}"
+
+
 def _image_layer(source: str, record: dict[str, Any]) -> neuroglancer.ImageLayer:
     percentiles = record["stats"].get("percentiles", {})
     lo = float(percentiles.get("1", record["stats"].get("min") or 0))
@@ -117,22 +141,36 @@ def _image_layer(source: str, record: dict[str, Any]) -> neuroglancer.ImageLayer
     return neuroglancer.ImageLayer(source=source, shader=shader, shader_controls={"normalized": {"range": [lo, hi]}})
 
 
-def build_state(record: dict[str, Any], spec: ViewSpec, base_url: str) -> neuroglancer.ViewerState:
-    """The viewer state of ``spec``: layers, linked panels, contrast, centre and zoom.
+def build_state(
+    record: dict[str, Any],
+    spec: ViewSpec,
+    base_url: str,
+    *,
+    segments: Mapping[str, Sequence[int]] | None = None,
+    position: Sequence[int] | None = None,
+) -> neuroglancer.ViewerState:
+    """The viewer state of ``spec``: layers, linked panels, contrast, centre, zoom and the segments shown.
 
-    Position is the volume's centre in voxels; dimensions are x, y, z with the
-    catalog's voxel size in nm; contrast is the 1st-99th percentile window;
-    segmentations are drawn at 50 % opacity with a fixed colour seed.
+    Position is the centre of voxel ``position`` (x, y, z; default the
+    volume's centre voxel); dimensions are x, y, z with the catalog's voxel
+    size in nm; contrast is the 1st-99th percentile window; segmentations are
+    drawn at 50 % opacity with a fixed colour seed. ``segments`` (layer ->
+    ids) are selected, so the 3-D panel shows their meshes from the start.
     """
     state = neuroglancer.ViewerState()
     state.dimensions = neuroglancer.CoordinateSpace(names=["x", "y", "z"], units="nm", scales=[float(v) for v in record["voxel_size"]])
-    # the centre voxel's centre: Neuroglancer puts voxel i at [i, i + 1)
-    state.position = [s // 2 + 0.5 for s in record["shape"]]
+    # the voxel's centre: Neuroglancer puts voxel i at [i, i + 1) and shows floor(position)
+    centre = position if position is not None else [s // 2 for s in record["shape"]]
+    state.position = [int(v) + 0.5 for v in centre]
     state.cross_section_scale = max(record["shape"][0], record["shape"][1]) / _PANEL_PIXELS
     state.layers[IMAGE] = _image_layer(layer_source(base_url, spec.dataset, IMAGE), record)
     for name in spec.preds:
         state.layers[name] = neuroglancer.SegmentationLayer(
-            source=layer_source(base_url, spec.dataset, name), selected_alpha=SEGMENTATION_OPACITY, color_seed=COLOR_SEED
+            source=layer_source(base_url, spec.dataset, name),
+            selected_alpha=SEGMENTATION_OPACITY,
+            not_selected_alpha=UNSELECTED_OPACITY,
+            color_seed=COLOR_SEED,
+            segments=sorted({int(s) for s in (segments or {}).get(name, ()) if int(s) > 0}),
         )
     if not spec.preds:
         panels = [neuroglancer.LayerGroupViewer(layers=[IMAGE], layout="xy")]
@@ -153,87 +191,3 @@ def build_state(record: dict[str, Any], spec: ViewSpec, base_url: str) -> neurog
     state.selected_layer.layer = spec.preds[0] if spec.preds else IMAGE
     state.selected_layer.visible = False
     return state
-
-
-def selected_segments(viewer: neuroglancer.Viewer, layer: str) -> list[int]:
-    """Segment ids selected (visible set) in ``layer`` of the live viewer."""
-    layer_state = viewer.state.layers[layer]
-    return sorted(int(s) for s in layer_state.segments)
-
-
-def current_position(viewer: neuroglancer.Viewer) -> list[float]:
-    """The live viewer's position, (x, y, z) voxels."""
-    return [float(v) for v in viewer.state.position]
-
-
-VerdictCallback = Callable[[ViewSpec, str, str, "int | None", "Sequence[float] | None"], None]
-
-
-class ViewerPool:
-    """Neuroglancer viewers served by the package's in-process server, one per page load.
-
-    The server binds ``bind_address:port`` (0: a free port) when the first
-    viewer is made. The newest ``capacity`` viewers are kept; the server
-    forgets a viewer once nothing refers to it.
-    """
-
-    def __init__(self, *, bind_address: str = "127.0.0.1", port: int = 0, capacity: int = 64) -> None:
-        self.bind_address = bind_address
-        self.port = int(port)
-        self.capacity = capacity
-        self._viewers: OrderedDict[str, tuple[ViewSpec, neuroglancer.Viewer]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _start(self) -> None:
-        if not neuroglancer.server.is_server_running():
-            neuroglancer.set_server_bind_address(self.bind_address, bind_port=self.port)
-            neuroglancer.server.start()
-
-    def create(self, spec: ViewSpec, state: neuroglancer.ViewerState, on_verdict: VerdictCallback | None = None) -> tuple[str, neuroglancer.Viewer]:
-        """A new viewer showing ``state``; returns its token and the viewer."""
-        with self._lock:
-            self._start()
-            viewer = neuroglancer.Viewer()
-            viewer.set_state(state)
-            if on_verdict is not None and spec.preds:
-                _bind_review_keys(viewer, spec, on_verdict)
-            self._viewers[viewer.token] = (spec, viewer)
-            while len(self._viewers) > self.capacity:
-                self._viewers.popitem(last=False)
-        return viewer.token, viewer
-
-    def get(self, token: str) -> tuple[ViewSpec, neuroglancer.Viewer] | None:
-        """The spec and viewer of a token this pool made, or None."""
-        with self._lock:
-            return self._viewers.get(token)
-
-
-def _bind_review_keys(viewer: neuroglancer.Viewer, spec: ViewSpec, on_verdict: VerdictCallback) -> None:
-    def handler(verdict: str) -> Callable[[Any], None]:
-        def act(action_state: Any) -> None:
-            selected = viewer.state.selected_layer.layer
-            layer = selected if selected in spec.preds else spec.preds[0]
-            segment = None
-            value = action_state.selected_values.get(layer) if action_state.selected_values else None
-            if value is not None and value.value is not None:
-                raw = value.value
-                raw = getattr(raw, "value", None) or getattr(raw, "key", raw)
-                segment = int(raw) or None
-            position = action_state.mouse_voxel_coordinates
-            pos = [float(v) for v in position] if position is not None else current_position(viewer)
-            try:
-                on_verdict(spec, layer, verdict, segment, None if segment else pos)
-                message = f"marked {verdict.replace('_', ' ')}: {layer} " + (f"segment {segment}" if segment else f"position {[round(v) for v in pos]}")
-            except Exception as exc:  # shown to the reviewer in the viewer, and logged
-                log.exception("storing a verdict failed")
-                message = f"verdict not stored: {exc}"
-            with viewer.config_state.txn() as cs:
-                cs.status_messages["blockio"] = message
-
-        return act
-
-    for action, (_key, verdict) in KEY_BINDINGS.items():
-        viewer.actions.add(action, handler(verdict))
-    with viewer.config_state.txn() as cs:
-        for action, (key, _verdict) in KEY_BINDINGS.items():
-            cs.input_event_bindings.viewer[key] = action

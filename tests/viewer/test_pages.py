@@ -89,7 +89,7 @@ def test_provenance_detail_is_escaped(root_copy: Path) -> None:
         "/view/demo?layout=compare&pred=pred,http://evil",
         "/view/..%2F..%2Fetc",
         "/thumb/nope/xy.png",
-        "/view/demo/state.json?token=nope",
+        "/view/demo/state.json?pred=nope",
     ],
 )
 def test_unknown_datasets_layers_and_urls_are_404(client: FlaskClient, url: str) -> None:
@@ -119,15 +119,20 @@ def test_state_uses_only_catalogued_sources(app: Flask) -> None:
         build_state(record, parse_view(record, "overlay", "pred"), "javascript:alert(1)//")
 
 
-def test_view_page_embeds_the_viewer(client: FlaskClient) -> None:
-    resp = client.get("/view/demo?layout=overlay&pred=pred")
+def test_view_page_embeds_the_stateless_client(client: FlaskClient) -> None:
+    resp = client.get("/view/demo?layout=overlay&pred=pred", base_url="http://review.example:8123")
     assert resp.status_code == 200
-    assert '<iframe id="neuroglancer" src="http://127.0.0.1:' in resp.text
+    assert "127.0.0.1" not in resp.text and 'name="token"' not in resp.text
     assert 'href="/view/demo?layout=overlay&amp;pred=pred"' in resp.text
-    token = resp.text.split('name="token" value="', 1)[1].split('"', 1)[0]
-    state = client.get(f"/view/demo/state.json?token={token}").get_json()
-    assert [layer["name"] for layer in state["layers"]] == ["image", "pred"]
-    assert client.get(f"/view/other/state.json?token={token}").status_code == 404
+    config = json.loads(resp.text.split('<script type="application/json" id="view-config">', 1)[1].split("</script>", 1)[0])
+    assert config["viewerPrefix"] == "/neuroglancer/" and config["preds"] == ["pred"]
+    assert [_source_url(layer["source"]) for layer in config["state"]["layers"]] == [
+        f"precomputed://http://review.example:8123/precomputed/demo/{n}" for n in ("image", "pred")
+    ]
+    # the same query gives the same state on any worker: nothing is kept between requests
+    state = client.get("/view/demo/state.json?layout=overlay&pred=pred", base_url="http://review.example:8123").get_json()
+    assert state == config["state"]
+    assert client.get("/view/other/state.json").status_code == 404
 
 
 def test_thumbnails_are_cached_and_follow_the_layer_version(root_copy: Path) -> None:
@@ -149,29 +154,28 @@ def test_thumbnails_are_cached_and_follow_the_layer_version(root_copy: Path) -> 
     assert client.get("/thumb/demo/xz.png").status_code == 200
 
 
-def test_review_post_reads_the_live_viewer(app: Flask, client: FlaskClient) -> None:
-    resp = client.get("/view/demo?layout=overlay&pred=pred")
-    token = resp.text.split('name="token" value="', 1)[1].split('"', 1)[0]
-    _spec, ng = app.extensions["viewer.pool"].get(token)
-    # nothing selected: the verdict is on the current position
-    stored = client.post("/view/demo/review", data={"token": token, "verdict": "missing", "note": "a cell"}, headers={"Accept": "application/json"}).get_json()["stored"]
-    assert stored[0]["position"] == [64.5, 64.5, 16.5] and stored[0]["segment"] is None
-    with ng.txn() as s:
-        s.layers["pred"].segments = {5, 7}
-    stored = client.post("/view/demo/review", json={"token": token, "layer": "pred", "verdict": "false_merge", "note": "<b>x</b>"}).get_json()["stored"]
+def test_review_post_stores_what_the_browser_read(client: FlaskClient) -> None:
+    # no segment selected: the verdict is on the position, (x, y, z) voxels
+    stored = client.post(
+        "/view/demo/review", data={"verdict": "missing", "note": "a cell", "position": "64,64,16"}, headers={"Accept": "application/json"}
+    ).get_json()["stored"]
+    assert stored[0]["position"] == [64, 64, 16] and stored[0]["segment"] is None
+    stored = client.post("/view/demo/review", json={"layer": "pred", "verdict": "false_merge", "note": "<b>x</b>", "segments": [7, 5]}).get_json()["stored"]
     assert [r["segment"] for r in stored] == [5, 7]
-    assert client.post("/view/demo/review", json={"token": token, "verdict": "great"}).status_code == 400
-    assert client.post("/view/demo/review", json={"token": token, "layer": "image", "verdict": "correct"}).status_code == 404
-    assert client.post("/view/demo/review", json={"token": "nope", "verdict": "correct"}).status_code == 404
+    assert client.post("/view/demo/review", json={"verdict": "great", "segments": [5]}).status_code == 400
+    assert client.post("/view/demo/review", json={"layer": "image", "verdict": "correct", "segments": [5]}).status_code == 404
+    assert client.post("/view/demo/review", json={"verdict": "correct"}).status_code == 400  # neither segments nor a position
+    assert client.post("/view/demo/review", json={"verdict": "correct", "position": [128, 0, 0]}).status_code == 400  # outside
+    assert client.post("/view/demo/review", json={"verdict": "correct", "segments": list(range(1, 102))}).status_code == 400
     # a plain form post is sent back to the table
-    assert client.post("/view/demo/review", data={"token": token, "verdict": "correct"}).status_code == 303
+    assert client.post("/view/demo/review", data={"verdict": "correct", "segments": "5,7"}).status_code == 303
 
     html = client.get("/").text
     assert "false merge" in html and "segment 7" in html and "&lt;b&gt;x&lt;/b&gt;" in html
     exported = client.get("/reviews.json").get_json()["reviews"]
     assert [r["verdict"] for r in exported] == ["missing", "false_merge", "false_merge", "correct", "correct"]
     rows = list(csv.DictReader(io.StringIO(client.get("/reviews.csv").text)))
-    assert [r["segment"] for r in rows] == ["", "5", "7", "5", "7"] and rows[0]["position"] == "64.5 64.5 16.5"
+    assert [r["segment"] for r in rows] == ["", "5", "7", "5", "7"] and rows[0]["position"] == "64 64 16"
     assert client.get("/reviews.json?dataset=other").get_json()["reviews"] == []
 
 
@@ -217,10 +221,16 @@ def test_a_dataset_without_predictions_views_the_raw_image(root_copy: Path) -> N
     assert 'id="review"' not in client.get("/view/rawonly").text
 
 
-@pytest.mark.parametrize("token", [["a", "b"], {"a": 1}, 7], ids=["list", "dict", "number"])
-def test_a_review_token_that_is_not_a_string_is_400(client: FlaskClient, token: Any) -> None:
-    resp = client.post("/view/demo/review", json={"token": token, "verdict": "correct"})
-    assert resp.status_code == 400 and "token must be a string" in resp.get_json()["error"]["message"]
+@pytest.mark.parametrize("layer", [["a", "b"], {"a": 1}, 7], ids=["list", "dict", "number"])
+def test_a_review_layer_that_is_not_a_string_is_400(client: FlaskClient, layer: Any) -> None:
+    resp = client.post("/view/demo/review", json={"layer": layer, "verdict": "correct", "segments": [5]})
+    assert resp.status_code == 400 and "layer must be a string" in resp.get_json()["error"]["message"]
+
+
+@pytest.mark.parametrize("segments", [[True], ["5"], [0], [2**64], [1.5], {"a": 1}, "x,y"], ids=["bool", "text", "zero", "big", "float", "dict", "words"])
+def test_review_segments_must_be_ids(client: FlaskClient, segments: Any) -> None:
+    resp = client.post("/view/demo/review", json={"verdict": "correct", "segments": segments})
+    assert resp.status_code == 400 and "segment" in resp.get_json()["error"]["message"]
 
 
 def test_a_deeply_nested_review_body_is_400(client: FlaskClient) -> None:
@@ -241,6 +251,5 @@ def test_a_malformed_review_log_leaves_the_page_up(root_copy: Path, text: str) -
     exported = client.get("/reviews.json")
     assert exported.status_code == 503 and exported.get_json()["error"]["code"] == "reviews_unavailable"
     # never written over while malformed
-    token = view.text.split('name="token" value="', 1)[1].split('"', 1)[0]
-    assert client.post("/view/demo/review", json={"token": token, "verdict": "missing"}).status_code == 503
+    assert client.post("/view/demo/review", json={"verdict": "missing", "position": [1, 2, 3]}).status_code == 503
     assert (root_copy / "reviews.json").read_text() == text
