@@ -86,6 +86,10 @@ def test_draws_are_seeded_and_independent_of_workers(root: Path) -> None:
     serial = _loader(ds)
     assert serial == _loader(ds, num_workers=2)
     assert serial == _loader(ds, num_workers=2, multiprocessing_context="spawn")
+    resampled = BlockDataset(root, "cells", PATCH, voxel_size=(4, 4, 20), label_layer="truth", balance="class", samples_per_epoch=8, seed=4)
+    images = [b["image"] for b in DataLoader(resampled, batch_size=4)]
+    spawned = [b["image"] for b in DataLoader(resampled, batch_size=4, num_workers=2, multiprocessing_context="spawn")]
+    assert all(torch.equal(a, b) for a, b in zip(images, spawned)) and len(images) == 2
     assert serial != _loader(BlockDataset(root, "cells", PATCH, label_layer="truth", balance="class", mask="roi", samples_per_epoch=16, seed=5))
 
 
