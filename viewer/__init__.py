@@ -5,7 +5,9 @@
 by :mod:`viewer.bundle` (``python -m viewer.bundle``), at ``/neuroglancer/``) on an app made by
 :func:`blockio.serving.app.create_app`, and attaches the client's builder
 (``app.extensions["viewer.client"]``) and the review log
-(``app.extensions["viewer.reviews"]``, ``ROOT/reviews.json``). Views keep no
+(``app.extensions["viewer.reviews"]``: verdicts in the service's database,
+:mod:`viewer.db`), the verdicts API (:mod:`viewer.api`) and the sign-in page
+(:mod:`viewer.signin`). Views keep no
 state on the server: it is in the URL fragment and the browser.
 
 Configuration: the app's :class:`blockio.config.Settings` (``app.extensions["blockio.settings"]``):
@@ -48,7 +50,21 @@ def init_app(app: Flask) -> None:
     settings = app.extensions.get("blockio.settings") or Settings.from_env()
     store = app.extensions["blockio.store"]
     app.extensions["viewer.client"] = ClientBuilder(default_cache(settings.viewer_cache))
-    app.extensions["viewer.reviews"] = ReviewLog(store.root)
+    app.extensions["viewer.reviews"] = ReviewLog(store.root, database=app.extensions["blockio.database"])
     app.register_blueprint(bp)
+    _init_reviews(app)
     app.register_blueprint(client_files.bp)
 
+
+def _init_reviews(app: Flask) -> None:
+    """The verdicts API, its OpenAPI paths, and the sign-in page (public even when reads need a user)."""
+    from blockio.serving import auth
+    from blockio.serving.openapi import PAGE_PATHS
+
+    from . import api, signin
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(signin.bp)
+    app.extensions.setdefault(PAGE_PATHS, {}).update(api.OPENAPI_PATHS)
+    app.extensions["blockio.signin_endpoint"] = "signin.signin"
+    auth.make_public(app, "signin.signin", "signin.signin_post", "signin.signout", "signin.session_json")

@@ -34,6 +34,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from blockio.errors import BlockioError, InvalidRequest, LayerNotFound, ReviewsUnavailable
 from blockio.serving.api import get_store
+from blockio.serving.auth import require
 from blockio.serving.bodies import parse_json_object
 from precomputed.validate import missing_fields
 
@@ -262,6 +263,7 @@ def _position(form: Any, record: dict[str, Any]) -> list[int] | None:
 
 @bp.post("/view/<dataset>/review")
 def review(dataset: str) -> Response | WerkzeugResponse:
+    user = require("reviewer", action="store a verdict")  # CSRF was checked before the route (blockio.serving.auth)
     form: Any = parse_json_object(request.get_data(cache=False)) if request.is_json else request.form
     record = get_store().info(dataset)
     preds = sorted(name for name, meta in record["layers"].items() if meta.get("type") == "segmentation")
@@ -270,7 +272,7 @@ def review(dataset: str) -> Response | WerkzeugResponse:
         raise LayerNotFound(f"layer {layer!r} is not a segmentation layer of {dataset!r} ({', '.join(preds) or 'none'})")
     verdict = _text(form, "verdict")
     note = _text(form, "note")
-    reviewer = _text(form, "reviewer")
+    reviewer = user.name  # who gave it is the signed-in user, never a form field
     segments, position = _segments(form), _position(form, record)
     log_ = get_reviews()
     if segments:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 
 import viewer
 from blockio.serving.app import create_app
@@ -46,7 +48,7 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def root_copy(demo_root: Path, tmp_path: Path) -> Path:
     """A private copy of the demo root, for tests that change the catalog or write reviews."""
     dest = tmp_path / "root"
-    shutil.copytree(demo_root, dest, ignore=shutil.ignore_patterns(".cache", "reviews.json*"))
+    shutil.copytree(demo_root, dest, ignore=shutil.ignore_patterns(".cache", "reviews.json*", "review"))
     return dest
 
 
@@ -59,3 +61,24 @@ def make_app(root: Path, **config: Any) -> Flask:
 @pytest.fixture
 def app(root_copy: Path) -> Flask:
     return make_app(root_copy)
+
+
+def sign_in(app: Flask, client: FlaskClient, name: str = "rev", role: str = "reviewer") -> str:
+    """Add a user and sign ``client`` in through the sign-in form; its CSRF token then goes with every request
+    (``X-CSRF-Token``, as the page's script sends it). Returns the user's token."""
+    token = app.extensions["blockio.users"].add(name, role)[1]
+    form = client.get("/signin").text
+    found = re.search(r'name="csrf_token" value="([^"]+)"', form)
+    assert found, "the sign-in form carries a CSRF token"
+    resp = client.post("/signin", data={"csrf_token": found.group(1), "token": token, "next": "/"})
+    assert resp.status_code == 303, resp.text
+    client.environ_base["HTTP_X_CSRF_TOKEN"] = client.get("/session.json").get_json()["csrf_token"]
+    return str(token)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client signed in as a reviewer (the page's verdict routes need one)."""
+    signed_in = app.test_client()
+    sign_in(app, signed_in)
+    return signed_in

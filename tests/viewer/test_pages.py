@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from precomputed.catalog import Catalog, now
 from viewer import ReviewLog, build_state, parse_view
 
-from .conftest import make_app
+from .conftest import make_app, sign_in
 
 
 def _tamper(root: Path, dataset: str, change: Any) -> None:
@@ -242,7 +242,9 @@ def test_a_deeply_nested_review_body_is_400(client: FlaskClient) -> None:
 @pytest.mark.parametrize("text", ["{not json", '{"reviews": 3}', '{"reviews": [1]}', "[" * 5000 + "]" * 5000], ids=["syntax", "shape", "entry", "deep"])
 def test_a_malformed_review_log_leaves_the_page_up(root_copy: Path, text: str) -> None:
     (root_copy / "reviews.json").write_text(text)
-    client = make_app(root_copy).test_client()
+    app = make_app(root_copy)
+    client = app.test_client()
+    sign_in(app, client)  # a reviewer, so the verdict below reaches the malformed log
     page = client.get("/")
     assert page.status_code == 200 and 'id="reviews-problem"' in page.text and "reviews.json" in page.text
     assert str(root_copy) not in page.text and "demo" in page.text
