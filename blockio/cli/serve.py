@@ -11,7 +11,7 @@ from blockio.cli.arguments import add_root, root_of
 
 __all__ = ["PRODUCTION", "add_parser", "run"]
 
-PRODUCTION = "gunicorn -k gthread --threads 8 -w 2 -b 0.0.0.0:8000 'blockio.serving:create_app()'"
+PRODUCTION = "gunicorn -c python:blockio.serving.gunicorn_conf -w 2 -b 0.0.0.0:8000 'blockio.serving:create_app()'"
 """The production command (``pip install -e '.[serve]'`` brings gunicorn)."""
 
 
