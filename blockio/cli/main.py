@@ -19,11 +19,11 @@ import sys
 from collections.abc import Sequence
 
 from blockio import __version__
-from blockio.cli import catalog, demo, evaluate, ingest, predict, serve, users
+from blockio.cli import catalog, demo, evaluate, ingest, predict, review, serve, users
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (ingest, catalog, serve, demo, predict, evaluate, users)
+COMMANDS = (ingest, catalog, serve, demo, predict, evaluate, users, review)
 """The subcommand modules, in the order ``--help`` lists them."""
 
 
