@@ -21,7 +21,8 @@ shows:
   therefore runs predict's segment pass over every task, its stitching
   (:func:`~blockio.inference.stitching.global_ids`) and relabelling, and caches
   every chunk of the layer (``compressed_segmentation`` uint32); every later
-  chunk is a cache hit.
+  chunk is a cache hit. A volume of more voxels than a block read may ask
+  for (``BLOCKIO_MAX_BLOCK_VOXELS``) is refused (413): write it with ``blockio predict``.
 
 Chunks are kept as their encoded bytes in the store's cache tiers (memory,
 then Redis) under keys whose version carries the model's spec, version and
@@ -38,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import tempfile
 import threading
@@ -49,7 +51,7 @@ import numpy as np
 import numpy.typing as npt
 
 from blockio.cache.memory import ChunkKey
-from blockio.errors import InvalidRequest, LayerNotFound
+from blockio.errors import InvalidRequest, LayerNotFound, TooLarge
 from blockio.inference.options import InferenceOptions
 from blockio.inference.plan import RunPlan
 from blockio.inference.protocol import Model, check_output, load_model, model_name, model_parameters, model_version
@@ -277,6 +279,12 @@ class LiveLayer:
         """
         g = self.geometry(dataset)
         index = self._index(g, key, name)
+        if g.kind == "segmentation" and math.prod(g.shape) > self.store.max_block_voxels:
+            # the first chunk segments the whole volume: no more voxels than the largest block a read may ask for
+            raise TooLarge(
+                f"live segmentation layer {self.layer!r} of {dataset!r} needs the whole volume ({math.prod(g.shape)} voxels), "
+                f"more than the {self.store.max_block_voxels} voxels a read may ask for (BLOCKIO_MAX_BLOCK_VOXELS); write it with blockio predict"
+            )
         wanted = self._key(g, index)
         cached = self.store.cache.get(wanted)
         if cached is not None:

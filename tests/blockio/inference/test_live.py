@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from blockio.errors import InvalidRequest, LayerNotFound
+from blockio.errors import InvalidRequest, LayerNotFound, TooLarge
 from blockio.inference.live import LiveLayer, LiveModel, parse_live_model, parse_live_models
 from blockio.inference.models import membrane_watershed
 from blockio.inference.options import InferenceOptions
@@ -204,3 +204,14 @@ def test_parse_live_model() -> None:
         parse_live_models(["a=pkg.mod:fn", "a=pkg.mod:g"])
     with pytest.raises(InvalidRequest, match="cannot import"):
         LiveLayer(None, parse_live_model("a=no_such_package_here:fn"))
+
+
+def test_a_segmentation_larger_than_a_block_read_is_refused(em: Path) -> None:
+    model = Counting(LABELS)
+    layer = LiveLayer(Store(em, max_block_voxels=64 * 64 * 16 - 1), LiveModel(name="cells", model=model, output="segmentation", options=LIVE_PLAN))
+    with pytest.raises(TooLarge, match="blockio predict"):
+        layer.chunk("em", "8_8_40", "0-16_0-16_0-16")
+    assert model.calls == 0
+    # the image layer computes one task at a time: not refused
+    scores = LiveLayer(Store(em, max_block_voxels=64 * 64 * 16 - 1), LiveModel(name="scores", model=SMOOTH, options=LIVE_PLAN))
+    assert scores.chunk("em", "8_8_40", "0-16_0-16_0-16")[1] is False
