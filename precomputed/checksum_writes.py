@@ -29,17 +29,25 @@ PARTS = "parts"
 Entries = Mapping[str, Mapping[str, str]]  # {scale key: {chunk name: digest}}
 
 
-def write_fragment(layer: str | os.PathLike[str], name: str | None, entries: Entries) -> None:
-    """Record the digests one task or block write produced (``name`` unique per task; None: a fresh one)."""
+def write_fragment(layer: str | os.PathLike[str], name: str | None, entries: Entries, *, root: str | None = None) -> None:
+    """Record the digests one task or block write produced (``name`` unique per task; None: a fresh one).
+
+    ``root``: the bucket root URL when ``layer`` is a key under it.
+    """
     if not any(entries.values()):
+        return
+    text = json.dumps({k: dict(sorted(v.items())) for k, v in sorted(entries.items())}, sort_keys=True)
+    if root is not None:
+        from .bucket import root_storage
+
+        root_storage(root).put(f"{layer}/{FOLDER}/{PARTS}/{name or uuid.uuid4().hex}.json", text.encode(), content_type="application/json")
         return
     parts = Path(layer) / FOLDER / PARTS
     parts.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({k: dict(sorted(v.items())) for k, v in sorted(entries.items())}, sort_keys=True)
     replace_bytes(parts / f"{name or uuid.uuid4().hex}.json", text.encode(), durable=False)
 
 
-def merge_fragments(layer: str | os.PathLike[str]) -> dict[str, int]:
+def merge_fragments(layer: str | os.PathLike[str], *, root: str | None = None) -> dict[str, int]:
     """Fold a staged layer's fragments into one manifest per scale; returns the entries per scale.
 
     A chunk listed by two fragments with different digests (a block written
@@ -52,6 +60,10 @@ def merge_fragments(layer: str | os.PathLike[str]) -> dict[str, int]:
     StoreError
         A chunk file no fragment lists (it was written outside the writers).
     """
+    if root is not None:
+        from .checksum_bucket import merge_bucket_fragments
+
+        return merge_bucket_fragments(root, str(layer))
     keys = scale_keys(layer)
     base = Path(layer)
     parts = base / FOLDER / PARTS

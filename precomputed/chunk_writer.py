@@ -7,6 +7,11 @@ codecs (the same bytes it would write, ``.gz`` with CloudFiles' gzip),
 checksummed in memory and written to a temp file renamed over the chunk
 (:func:`precomputed.atomic.replace_bytes`). :meth:`ScaleWriter.write_box`
 returns the digests for the layer's checksum manifest.
+
+On a bucket root (``root`` set, ``layer`` a key under it) the chunks of a
+box are uploaded concurrently through the root's storage (each object PUT is
+atomic); gzip chunks keep CloudVolume's object store convention: the key
+without ``.gz``, ``Content-Encoding: gzip``.
 """
 
 from __future__ import annotations
@@ -43,16 +48,27 @@ class ScaleWriter:
     chunk_size: Xyz
     block_size: Xyz
     compress: str
+    root: str | None = None  # a bucket root's URL: ``layer`` is then a key under it
 
     @classmethod
-    def open(cls, layer: str, mip: int, *, compress: str = "none") -> ScaleWriter:
+    def open(cls, layer: str, mip: int, *, compress: str = "none", root: str | None = None) -> ScaleWriter:
         """The writer of scale ``mip`` as the layer's ``info`` describes it."""
         if compress not in COMPRESSIONS:
             raise InvalidOption(f"unknown compression {compress!r}; choose one of {', '.join(COMPRESSIONS)}")
         path = layer[len("file://") :] if layer.startswith("file://") else layer
-        with open(os.path.join(path, "info"), encoding="utf-8") as fh:
-            info = json.load(fh)
+        if root is None:
+            with open(os.path.join(path, "info"), encoding="utf-8") as fh:
+                info = json.load(fh)
+        else:
+            from .bucket import root_storage
+
+            data = root_storage(root).get(f"{layer}/info")
+            if data is None:
+                raise FileNotFoundError(f"{root_storage(root).url_for(layer)}/info")
+            info = json.loads(data)
         scale = info["scales"][mip]
+        if root is not None and scale.get("sharding"):
+            raise InvalidOption(f"layer {layer} on {root} is sharded: sharded writes go to local roots only")
         writer = cls(
             layer=path,
             key=scale["key"],
@@ -64,6 +80,7 @@ class ScaleWriter:
             chunk_size=tuple(int(v) for v in scale["chunk_sizes"][0]),  # type: ignore[arg-type]
             block_size=tuple(int(v) for v in scale.get("compressed_segmentation_block_size", (8, 8, 8))),  # type: ignore[arg-type]
             compress=compress,
+            root=root,
         )
         return writer
 
@@ -91,7 +108,7 @@ class ScaleWriter:
         # read now, not at open: a writer cached per thread outlives a layer made anew at its path
         from .sharding import scale_sharding, write_shards
 
-        spec = scale_sharding(self.layer, self.key)
+        spec = scale_sharding(self.layer, self.key) if self.root is None else None
         if spec is not None:  # a sharded scale: the block covers whole shards
             return write_shards(self, spec, start, block)
         _, z, y, x = block.shape
@@ -105,6 +122,7 @@ class ScaleWriter:
         suffix = ".gz" if self.compress == "gzip" else ""
         folder = os.path.join(self.layer, self.key)
         cx, cy, cz = self.chunk_size
+        uploads: dict[str, bytes] = {}
         for z0 in range(start[2], stop[2], cz):
             for y0 in range(start[1], stop[1], cy):
                 for x0 in range(start[0], stop[0], cx):
@@ -113,10 +131,37 @@ class ScaleWriter:
                     name = self.chunk_name((x0, y0, z0))
                     digests[name] = digest(payload)
                     data = compression.compress(payload, "gzip") if suffix else payload
+                    if self.root is not None:
+                        uploads[name] = data
+                        continue
                     try:
                         replace_bytes(os.path.join(folder, name + suffix), data, durable=False)
                     except FileNotFoundError:
                         # a cached writer outlives its folder when a staged layer is made anew
                         os.makedirs(folder, exist_ok=True)
                         replace_bytes(os.path.join(folder, name + suffix), data, durable=False)
+        if uploads:
+            self.upload(uploads)
         return digests
+
+    def upload(self, chunks: dict[str, bytes]) -> None:
+        """Put ``{chunk name: stored bytes}`` into this scale of a bucket layer, concurrently."""
+        from .bucket import root_storage
+
+        if self.root is None:
+            raise RuntimeError("internal: upload() is for layers on a bucket root")
+        storage = root_storage(self.root)
+        prefix = f"{self.layer}/{self.key}"
+        if self.compress != "gzip":
+            storage.put_many({f"{prefix}/{name}": data for name, data in chunks.items()}, durable=False)
+            return
+        from cloudfiles import CloudFiles
+
+        from .errors import StoreError
+
+        # CloudVolume's convention on object stores: no .gz suffix, Content-Encoding: gzip
+        files = CloudFiles(storage.url_for(prefix), progress=False, green=False, num_threads=32)
+        try:
+            files.puts([{"path": name, "content": data} for name, data in chunks.items()], compress="gzip", raw=True, content_type="application/octet-stream")
+        except Exception as exc:
+            raise StoreError(f"{storage.url_for(prefix)}: chunks cannot be written: {type(exc).__name__}: {exc}") from exc

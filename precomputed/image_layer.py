@@ -23,7 +23,7 @@ from .chunk_writer import COMPRESSIONS, ScaleWriter
 from .errors import InvalidOption
 from .pyramid import Mip
 
-__all__ = ["COMPRESSIONS", "create_image_layer", "open_layer", "write_box"]
+__all__ = ["COMPRESSIONS", "create_image_layer", "open_layer", "put_info", "write_box"]
 
 Xyz = tuple[int, int, int]
 
@@ -41,8 +41,16 @@ def create_image_layer(
     chunk_size: Xyz,
     layer_type: str = "image",
     encoding: str = "raw",
+    root: str | None = None,
 ) -> dict[str, Any]:
-    """Write the layer's ``info`` with one scale per mip; returns it."""
+    """Write the layer's ``info`` with one scale per mip; returns it.
+
+    ``root``: the bucket root URL when ``path`` is a key under it; the
+    ``info`` is then made by CloudVolume in a temporary folder and uploaded
+    byte for byte (what it would write to a local layer).
+    """
+    if root is not None:
+        return _create_in_bucket(path, root, mips=mips, channels=channels, dtype=dtype, chunk_size=chunk_size, layer_type=layer_type, encoding=encoding)
     base = mips[0]
     info = CloudVolume.create_new_info(
         num_channels=channels,
@@ -69,6 +77,33 @@ def create_image_layer(
     return written
 
 
+def _create_in_bucket(path: str, root: str, **kwargs: Any) -> dict[str, Any]:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from .bucket import root_storage
+
+    with tempfile.TemporaryDirectory(prefix="blockio-info-") as tmp:
+        info = create_image_layer(tmp, **kwargs)
+        data = (Path(tmp) / "info").read_bytes()
+    json.loads(data)  # CloudVolume wrote JSON
+    root_storage(root).put(f"{path}/info", data, content_type="application/json")
+    return info
+
+
+def put_info(path: str, info: dict[str, Any], *, root: str | None = None) -> None:
+    """Replace the layer's ``info`` (as CloudVolume's ``commit_info`` writes it), locally or in a bucket."""
+    vol = CloudVolume(_url(path) if root is None else _bucket_url(path, root), info=info, progress=False)
+    vol.commit_info()
+
+
+def _bucket_url(path: str, root: str) -> str:
+    from .bucket import root_storage
+
+    return root_storage(root).url_for(path)
+
+
 def _num(v: float) -> float | int:
     # integral sizes as ints, so scale keys read "8_8_40" as CloudVolume names them
     return int(v) if float(v).is_integer() else float(v)
@@ -81,9 +116,9 @@ def _cumulative(mips: list[Mip], level: int) -> list[int]:
     return [int(v) for v in total]
 
 
-def open_layer(path: str, mip: int, *, compress: str = "none") -> ScaleWriter:
-    """Open one mip of the layer for chunk-aligned, atomic, checksummed writes."""
-    return ScaleWriter.open(path, mip, compress=compress)
+def open_layer(path: str, mip: int, *, compress: str = "none", root: str | None = None) -> ScaleWriter:
+    """Open one mip of the layer for chunk-aligned, atomic, checksummed writes (``root``: a bucket's URL)."""
+    return ScaleWriter.open(path, mip, compress=compress, root=root)
 
 
 def write_box(vol: ScaleWriter, start: Xyz, block: npt.NDArray[Any]) -> dict[str, str]:

@@ -4,19 +4,19 @@ The stores are built in a staging folder, ``ROOT/.staging/<id>/``, by
 chunk-aligned Dask tasks (see :mod:`precomputed.tasks`). Only when every task
 is done are they moved into place and the catalog record written, under the
 catalog lock. A killed or failed run leaves the catalog untouched; running
-the same command again resumes from the tasks' done markers.
+the same command again resumes from the tasks' done markers. On a bucket root
+the stores are written under prefixes no record names yet and published by
+one conditional catalog write (:mod:`precomputed.ingest_bucket`).
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
 import re
 import shutil
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
-from . import checksum_writes, image_layer, omezarr, sharding, stats
+from . import sharding
 from .catalog import Catalog, record_errors
 from .errors import (
     DatasetExists,
@@ -34,15 +34,13 @@ from .errors import (
     PrecomputedError,
     StoreError,
 )
-from .execution import run_tasks
-from .hashing import expand_files
-from .imputation import VoxelSize, resolve_voxel_size
-from .ingest_record import build_record
-from .ingest_tasks import BoxJob, HashJob, load_summaries, run_box, run_hash
+from .imputation import resolve_voxel_size
+from .ingest_run import Layout, Run, write_stores
 from .pyramid import plan_pyramid
 from .readers import make_spec, open_reader
 from .readers.base import Sourced, VolumeReader
 from .staging import reuse_or_reset
+from .storage import is_remote
 from .tasks import plan_passes
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "IngestOptions", "ingest", "local_root", "validate_id"]
@@ -54,7 +52,6 @@ DEFAULT_TASK_BYTES = 64 << 20
 ID_PATTERN = re.compile(r"\A[A-Za-z0-9._-]{1,128}\Z")  # \Z: "$" would let a trailing newline through
 SUPPORTED_DTYPES = ("uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float32")
 STAGING = ".staging"
-PLAN_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -131,34 +128,6 @@ def _check_dtype(reader: VolumeReader) -> None:
         raise InvalidSource(f"{reader.paths[0]}: dtype {name} is not supported; use one of {', '.join(SUPPORTED_DTYPES)}{hint}")
 
 
-def _fingerprint(reader: VolumeReader, plan: dict[str, Any]) -> str:
-    files = expand_files(reader.paths)
-    stamp = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    text = json.dumps({"version": PLAN_VERSION, "files": stamp, "plan": plan}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _hash_jobs(reader: VolumeReader, staging: Path) -> tuple[list[Path], list[HashJob]]:
-    files = expand_files(reader.paths)
-    batch: list[Path] = []
-    jobs: list[HashJob] = []
-    size = 0
-    for f in files:
-        batch.append(f)
-        size += f.stat().st_size
-        if size >= 256 << 20 or len(batch) >= 256:
-            jobs.append(HashJob(tuple(map(str, batch)), str(staging / "tasks" / f"hash-{len(jobs)}.txt")))
-            batch, size = [], 0
-    if batch:
-        jobs.append(HashJob(tuple(map(str, batch)), str(staging / "tasks" / f"hash-{len(jobs)}.txt")))
-    return files, jobs
-
-
-def _run(job: Any) -> Any:
-    # one entry point for every task kind, so a pass runs hashing and boxes together
-    return run_hash(job) if isinstance(job, HashJob) else run_box(job)
-
-
 def ingest(source: str | os.PathLike[str] | list[str], root: str | os.PathLike[str], dataset_id: str, options: IngestOptions | None = None) -> dict[str, Any]:
     """Ingest a raw dataset and return its catalog record.
 
@@ -167,8 +136,10 @@ def ingest(source: str | os.PathLike[str] | list[str], root: str | os.PathLike[s
     source
         A TIFF stack (folder, glob or list of slices), a multi-page / OME /
         ImageJ TIFF, an HDF5 file, a ``.npy`` file or a Zarr / OME-Zarr store.
+        With a distributed scheduler every worker must read it at this path.
     root
-        The store root (a local folder or ``file://`` URL).
+        The store root: a local folder, ``file://`` URL, ``s3://`` or ``gs://``
+        bucket prefix (see :mod:`precomputed.ingest_bucket`).
     dataset_id
         The record's id, ``[A-Za-z0-9._-]``.
     options
@@ -181,11 +152,16 @@ def ingest(source: str | os.PathLike[str] | list[str], root: str | os.PathLike[s
     """
     options = options or IngestOptions()
     validate_id(dataset_id)
-    root_path = local_root(root)
-    catalog = Catalog(root_path)
-    catalog.lock()  # creates the root, or says why it cannot
+    bucket = is_remote(root)
+    if bucket:
+        if options.shard:
+            raise InvalidOption(f"store root {root}: --shard writes to local roots only for now; ingest without it, or locally")
+        catalog = Catalog(str(root))
+    else:
+        catalog = Catalog(local_root(root))
+        catalog.lock()  # creates the root, or says why it cannot
     if dataset_id in catalog and not options.overwrite:
-        raise DatasetExists(f"dataset {dataset_id!r} is catalogued already in {root_path}; pass --overwrite to replace it")
+        raise DatasetExists(f"dataset {dataset_id!r} is catalogued already in {catalog.url}; pass --overwrite to replace it")
     if options.task_bytes < 1 << 20:
         raise InvalidOption("task_bytes must be at least 1 MiB")
 
@@ -220,6 +196,12 @@ def ingest(source: str | os.PathLike[str] | list[str], root: str | os.PathLike[s
             "boxes": [p.box_size for p in passes],
             "shard": options.shard,
         }
+        run = Run(reader, spec, dataset_id, options, plan, mips, passes, voxel_size, chunk)
+        if bucket:
+            from .ingest_bucket import ingest_into_bucket
+
+            return ingest_into_bucket(run, catalog)
+        root_path = catalog.root
         staging = root_path / STAGING / dataset_id
         staging.mkdir(parents=True, exist_ok=True)
         # the lock lives beside the staging folder, which is removed on commit
@@ -229,59 +211,24 @@ def ingest(source: str | os.PathLike[str] | list[str], root: str | os.PathLike[s
         except Timeout as exc:
             raise DatasetExists(f"another ingest of {dataset_id!r} into {root_path} is running") from exc
         try:
-            return _ingest_locked(reader, spec, catalog, dataset_id, options, staging, plan, mips, passes, voxel_size, chunk)
+            return _ingest_locked(run, catalog, staging)
         finally:
             lock.release()
 
 
-def _ingest_locked(reader: VolumeReader, spec: Any, catalog: Catalog, dataset_id: str, options: IngestOptions, staging: Path, plan: dict[str, Any], mips: list[Any], passes: list[Any], voxel_size: VoxelSize, chunk: Sourced) -> dict[str, Any]:
-    started = time.monotonic()
-    fingerprint = _fingerprint(reader, plan)
+def _ingest_locked(run: Run, catalog: Catalog, staging: Path) -> dict[str, Any]:
+    dataset_id, options = run.dataset_id, run.options
+    fingerprint = run.fingerprint
     resuming = reuse_or_reset(staging, fingerprint, "ingest")
-    zarr_path = str(staging / "image.zarr")
-    layer_path = str(staging / "image")
+    layout = Layout(zarr=str(staging / "image.zarr"), layer=str(staging / "image"), tasks=str(staging / "tasks"))
     try:
         if not resuming:
             (staging / "tasks").mkdir()
-            omezarr.create_image(zarr_path, name=dataset_id, mips=mips, channels=reader.channels, dtype=reader.dtype, chunk_size=chunk.value)
-            image_layer.create_image_layer(layer_path, mips=mips, channels=reader.channels, dtype=reader.dtype, chunk_size=chunk.value)
-            if options.shard:  # each shard inside one task's box: the tasks write whole shards
-                voxel_bytes = reader.channels * np.dtype(reader.dtype).itemsize
-                sharding.apply_specs(layer_path, sharding.pass_specs(mips, passes, chunk.value, voxel_bytes=voxel_bytes, compress=options.compress == "gzip"))
-            (staging / "plan.json").write_text(json.dumps({"fingerprint": fingerprint, "plan": plan}, indent=1, default=str))
+            run.create_stores(layout)
+            (staging / "plan.json").write_text(json.dumps({"fingerprint": fingerprint, "plan": run.plan}, indent=1, default=str))
         else:
             log.info("resuming the ingest of %s from %s", dataset_id, staging)
-        files, hash_jobs = _hash_jobs(reader, staging)
-        summaries: list[stats.Summary] | None = None
-        digests: list[str] = []
-        for p in passes:
-            jobs: list[Any] = [
-                BoxJob(
-                    box=box,
-                    read_mip=p.read_mip,
-                    write_mips=p.write_mips,
-                    mips=tuple(mips),
-                    spec=spec if p.index == 0 else None,
-                    zarr_path=zarr_path,
-                    layer_path=layer_path,
-                    compress=options.compress,
-                    marker=str(staging / "tasks" / f"p{p.index}-{i}.npz"),
-                    summarise=p.index == 0,
-                )
-                for i, box in enumerate(p.boxes)
-            ]
-            if p.index == 0:
-                jobs += hash_jobs
-            log.info("pass %d/%d: read mip %d, write mips %s, %d tasks of %s voxels (%.1f s)", p.index + 1, len(passes), p.read_mip, list(p.write_mips), len(p.boxes), "x".join(map(str, p.box_size)), time.monotonic() - started)
-            results = run_tasks(_run, jobs, scheduler=options.scheduler, workers=options.workers, progress=options.progress, desc=f"{dataset_id} pass {p.index + 1}/{len(passes)}")
-            if p.index == 0:
-                for job, result in zip(jobs, results):
-                    if isinstance(job, HashJob):
-                        digests.extend(result)
-                    else:
-                        part = load_summaries(job.marker)
-                        summaries = part if summaries is None else [stats.merge(a, b) for a, b in zip(summaries, part)]
-        checksum_writes.merge_fragments(layer_path)  # one checksum manifest per scale, from the tasks' fragments
+        record = write_stores(run, layout)
     except PrecomputedError:
         raise
     except OSError as exc:
@@ -290,24 +237,7 @@ def _ingest_locked(reader: VolumeReader, spec: Any, catalog: Catalog, dataset_id
             f"ingest of {dataset_id!r} stopped: {what} ({getattr(exc, 'filename', None) or 'while writing the stores'}); "
             "nothing was catalogued; rerun the same command to resume"
         ) from exc
-    if summaries is None:
-        raise RuntimeError("internal: no statistics collected")
-    log.info("all tasks done (%.1f s)", time.monotonic() - started)
-    channel_stats = [stats.finish(s) for s in summaries]
-    total = summaries[0]
-    for s in summaries[1:]:
-        total = stats.merge(total, s)
-    record_stats = stats.finish(total)
-    if reader.channels > 1:
-        record_stats["channels"] = channel_stats
-    window = (record_stats["percentiles"].get("1", record_stats["min"]), record_stats["percentiles"].get("99", record_stats["max"]))
-    import zarr  # local: only the window update needs the group handle here
-
-    omezarr.set_window(zarr.open_group(zarr_path, mode="r+", zarr_format=3), reader.channels, reader.dtype, window)
-    record = build_record(reader, spec, dataset_id, options, mips, voxel_size, chunk, record_stats, files, digests)
     _commit(catalog, dataset_id, staging, record, options.overwrite)
-    elapsed = time.monotonic() - started
-    log.info("ingested %s: %d bytes in %.1f s", dataset_id, record["source"]["bytes"], elapsed)
     return record
 
 

@@ -6,6 +6,10 @@ chunks' checksums as a manifest fragment (see :mod:`precomputed.checksum_writes`
 then a *done marker* (its statistics, as ``.npz``) atomically after both
 stores hold its chunks; a rerun skips tasks with a marker, which makes a killed ingest
 resumable and its result bit-identical to an uninterrupted one.
+
+On a bucket root a job's ``root`` is the root's URL and its paths are keys
+under it: the task opens the root in its own process and writes chunks,
+fragment and marker as objects (see :mod:`precomputed.bucket`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from .readers import open_reader
 from .readers.base import SourceSpec, VolumeReader
 from .tasks import Box
 
-__all__ = ["BoxJob", "HashJob", "load_summaries", "run_box", "run_hash", "thread_handle", "write_marker"]
+__all__ = ["BoxJob", "HashJob", "load_summaries", "marker_exists", "read_marker", "run_box", "run_hash", "thread_handle", "write_marker"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class BoxJob:
     compress: str
     marker: str
     summarise: bool
+    root: str | None = None  # a bucket root's URL: the paths above are keys under it
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class HashJob:
 
     paths: tuple[str, ...]
     marker: str
+    root: str | None = None  # a bucket root's URL: ``marker`` is a key under it
 
 
 _local = threading.local()
@@ -69,17 +75,49 @@ def _reader(spec: SourceSpec) -> VolumeReader:
     return thread_handle("reader", spec, lambda: open_reader(spec))  # type: ignore[no-any-return]
 
 
-def write_marker(path: str, arrays: dict[str, Any]) -> None:
+def marker_exists(path: str, root: str | None = None) -> bool:
+    """Whether a task's done marker exists (a file, or an object under the bucket root ``root``)."""
+    if root is None:
+        return os.path.exists(path)
+    from .bucket import root_storage
+
+    return root_storage(root).exists(path)
+
+
+def write_marker(path: str, arrays: dict[str, Any], root: str | None = None) -> None:
     """Write a task's done marker (``.npz``) so that it appears whole or not at all."""
+    if root is not None:  # an object PUT is atomic
+        import io
+
+        from .bucket import root_storage
+
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        root_storage(root).put(path, buffer.getvalue(), durable=False)
+        return
     # rename makes the marker appear whole or not at all; no fsync: the chunks it vouches for are
     # not fsynced either, so it would buy nothing after a machine crash and costs ~20 ms a task
     with atomic_write(path, durable=False) as fh:
         np.savez(fh, **arrays)
 
 
-def load_summaries(marker: str) -> list[stats.Summary]:
+def read_marker(marker: str, root: str | None = None) -> Any:
+    """Open a done marker (``.npz``) for reading: ``with read_marker(...) as data``."""
+    if root is None:
+        return np.load(marker)
+    import io
+
+    from .bucket import root_storage
+
+    data = root_storage(root).get(marker)
+    if data is None:
+        raise FileNotFoundError(root_storage(root).url_for(marker))
+    return np.load(io.BytesIO(data))
+
+
+def load_summaries(marker: str, root: str | None = None) -> list[stats.Summary]:
     """The per-channel statistics a pass-0 task left in its done marker."""
-    with np.load(marker) as data:
+    with read_marker(marker, root) as data:
         n = int(data["channels"])
         return [stats.Summary.from_arrays(data, f"c{i}_") for i in range(n)]
 
@@ -91,12 +129,12 @@ def run_box(job: BoxJob) -> None:
     markers one at a time, so memory does not grow with the number of tasks
     (an exact 16-bit histogram is 512 KiB per task).
     """
-    if os.path.exists(job.marker):
+    if marker_exists(job.marker, job.root):
         return
     if job.spec is not None:
         block = _reader(job.spec).read(job.box.start, job.box.stop)
     else:
-        level = thread_handle("zarr-r", (job.zarr_path, job.read_mip), lambda: omezarr.open_level(job.zarr_path, job.read_mip, "r"))
+        level = thread_handle("zarr-r", (job.root, job.zarr_path, job.read_mip), lambda: omezarr.open_level(job.zarr_path, job.read_mip, "r", root=job.root))
         block = omezarr.read_box(level, job.box.start, job.box.stop)
     summaries = [stats.block_summary(block[c]) for c in range(block.shape[0])] if job.summarise else []
     box = job.box
@@ -108,20 +146,30 @@ def run_box(job: BoxJob) -> None:
             box = box.scaled(mip.factor, mip.shape)
         if block.shape[1:] != box.shape[::-1]:
             raise RuntimeError(f"internal: mip {level_no} block {block.shape} does not fill box {box}")
-        zarr_array = thread_handle("zarr-w", (job.zarr_path, level_no), lambda n=level_no: omezarr.open_level(job.zarr_path, n))
+        zarr_array = thread_handle("zarr-w", (job.root, job.zarr_path, level_no), lambda n=level_no: omezarr.open_level(job.zarr_path, n, root=job.root))
         omezarr.write_box(zarr_array, box.start, block)
-        vol = thread_handle("cv", (job.layer_path, level_no, job.compress), lambda n=level_no: image_layer.open_layer(job.layer_path, n, compress=job.compress))
+        vol = thread_handle("cv", (job.root, job.layer_path, level_no, job.compress), lambda n=level_no: image_layer.open_layer(job.layer_path, n, compress=job.compress, root=job.root))
         digests[vol.key] = image_layer.write_box(vol, box.start, block)
     # the fragment before the marker: a task with a marker has its checksums recorded
-    checksum_writes.write_fragment(job.layer_path, os.path.basename(job.marker).removesuffix(".npz"), digests)
+    checksum_writes.write_fragment(job.layer_path, os.path.basename(job.marker).removesuffix(".npz"), digests, root=job.root)
     arrays: dict[str, Any] = {"channels": np.array(len(summaries))}
     for i, s in enumerate(summaries):
         arrays.update(s.to_arrays(f"c{i}_"))
-    write_marker(job.marker, arrays)
+    write_marker(job.marker, arrays, job.root)
 
 
 def run_hash(job: HashJob) -> list[str]:
     """SHA-256 of each file of the job (cached in its marker)."""
+    if job.root is not None:
+        from .bucket import root_storage
+
+        storage = root_storage(job.root)
+        cached = storage.get(job.marker)
+        if cached is not None and len(cached.decode("ascii").split()) == len(job.paths):
+            return cached.decode("ascii").split()
+        digests = [file_sha256(p) for p in job.paths]
+        storage.put(job.marker, "\n".join(digests).encode("ascii"), durable=False)
+        return digests
     if os.path.exists(job.marker):
         with open(job.marker, encoding="ascii") as fh:
             digests = fh.read().split()

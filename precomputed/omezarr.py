@@ -25,9 +25,24 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .pyramid import Mip
 
-__all__ = ["create_image", "open_level", "validate_image", "write_box"]
+__all__ = ["create_image", "open_group", "open_level", "validate_image", "write_box"]
 
 Xyz = tuple[int, int, int]
+
+
+def _store(path: str, root: str | None) -> Any:
+    """``path`` itself on a local root; on a bucket root (``root`` its URL) a store over the key ``path``."""
+    if root is None:
+        return path
+    from .bucket import root_storage
+    from .zarr_store import StorageStore
+
+    return StorageStore(root_storage(root), path)
+
+
+def open_group(path: str, mode: str = "r+", *, root: str | None = None) -> zarr.Group:
+    """Open the image group (a folder, or the key ``path`` under the bucket root ``root``)."""
+    return zarr.open_group(_store(path, root), mode=mode, zarr_format=3)  # type: ignore[arg-type]
 
 
 def _axes(channels: int) -> list[dict[str, str]]:
@@ -44,17 +59,19 @@ def create_image(
     dtype: np.dtype[Any],
     chunk_size: Xyz,
     window: tuple[float, float] | None = None,
+    root: str | None = None,
 ) -> zarr.Group:
     """Create the group, one empty array per mip, and the NGFF metadata.
 
     ``window`` (start, end) goes into ``omero`` channel metadata so viewers
-    open with a sensible contrast.
+    open with a sensible contrast. ``root``: the bucket root URL when
+    ``path`` is a key under it (see :mod:`precomputed.bucket`).
     """
     # ome-zarr is imported here: it costs 0.6 s, which every task process would pay at import
     from ome_zarr.format import FormatV05
     from ome_zarr.writer import write_multiscales_metadata
 
-    group = zarr.open_group(path, mode="w", zarr_format=3)
+    group = open_group(path, "w", root=root)
     cx, cy, cz = chunk_size
     lead = (channels,) if channels > 1 else ()
     datasets = []
@@ -104,11 +121,14 @@ def set_window(group: zarr.Group, channels: int, dtype: np.dtype[Any], window: t
     group.attrs["ome"] = ome
 
 
-def open_level(path: str, level: int, mode: str = "r+") -> zarr.Array[Any]:
-    """Open one mip's array."""
+def open_level(path: str, level: int, mode: str = "r+", *, root: str | None = None) -> zarr.Array[Any]:
+    """Open one mip's array (``root``: the bucket root URL when ``path`` is a key under it)."""
     # write_empty_chunks: every chunk is written, so output files do not depend on the data, and
     # zarr skips its per-chunk comparison with the fill value (a fifth of its write time here)
-    array = zarr.open_array(f"{path}/{level}", mode=mode, zarr_format=3)
+    if root is None:
+        array = zarr.open_array(f"{path}/{level}", mode=mode, zarr_format=3)
+    else:
+        array = zarr.open_array(_store(path, root), path=str(level), mode=mode, zarr_format=3)
     return array.with_config({"write_empty_chunks": True})
 
 
