@@ -144,11 +144,34 @@ def browser() -> Iterator[Any]:
 
 
 class Page:
-    """A browser page (a reviewer's Bearer token on every request) that records console and page errors."""
+    """A browser page on a live server (``tests.live_server``) that records console and page errors."""
+
+    def __init__(self, browser: Any, server: Any, tmp_path: Path) -> None:
+        self.page = browser.new_page(viewport={"width": 1400, "height": 900})
+        self.server = server
+        self.tmp_path = tmp_path
+        self.errors: list[str] = []
+        self.page.on("console", lambda msg: self.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+        self.page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
+
+    def shot(self, name: str, element: Any = None) -> Path:
+        path = self.tmp_path / f"{name}.png"
+        (element or self.page).screenshot(path=str(path))
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(path, ARTIFACTS / path.name)
+        return path
+
+    def close(self) -> None:
+        self.page.close()
+
+
+class Reviewer(Page):
+    """A page in its own browser context, with a reviewer's Bearer token on every request."""
 
     def __init__(self, browser: Any, token: str, tmp_path: Path) -> None:
         self.context = browser.new_context(viewport={"width": 1400, "height": 900}, extra_http_headers={"Authorization": f"Bearer {token}"})
         self.page = self.context.new_page()
+        self.server = None
         self.tmp_path = tmp_path
         self.errors: list[str] = []
         self.page.on("console", lambda msg: self.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
@@ -177,13 +200,6 @@ class Page:
         self.page.click(f"#review button[value={verdict}]")
         self.page.wait_for_function("document.getElementById('review-status').textContent !== ''", timeout=10_000)
         return str(self.page.inner_text("#review-status"))
-
-    def shot(self, name: str, element: Any = None) -> Path:
-        path = self.tmp_path / f"{name}.png"
-        (element or self.page).screenshot(path=str(path))
-        ARTIFACTS.mkdir(exist_ok=True)
-        shutil.copy(path, ARTIFACTS / path.name)
-        return path
 
     def close(self) -> None:
         self.context.close()
@@ -216,6 +232,11 @@ def wait_for(panel: Any, ok: Any, what: str) -> np.ndarray:
         time.sleep(0.2)
 
 
+def wait_rendered(panel: Any, *, coloured: bool = False) -> np.ndarray:
+    """Poll a panel until it shows the image (and segmentation colours when asked); returns its pixels."""
+    return wait_for(panel, overlay_drawn if coloured else image_drawn, "the overlay" if coloured else "the image")
+
+
 def image_drawn(data: np.ndarray) -> bool:
     return bool(data.std() > MIN_IMAGE_STD)
 
@@ -235,8 +256,8 @@ def widget_position(frame: Any) -> list[int]:
 
 
 @pytest.fixture
-def reviewer(browser: Any, servers: tuple[Gunicorn, Gunicorn, str], tmp_path: Path) -> Iterator[Page]:
-    page = Page(browser, servers[2], tmp_path)
+def reviewer(browser: Any, servers: tuple[Gunicorn, Gunicorn, str], tmp_path: Path) -> Iterator[Reviewer]:
+    page = Reviewer(browser, servers[2], tmp_path)
     yield page
     page.close()
 
@@ -247,7 +268,7 @@ def reviews(server: Gunicorn, token: str) -> list[dict[str, Any]]:
         return json.load(resp)["reviews"]  # type: ignore[no-any-return]
 
 
-def test_a_view_renders_and_reviews_on_either_server_from_its_url_alone(reviewer: Page, servers: tuple[Gunicorn, Gunicorn, str], browser: Any, tmp_path: Path) -> None:
+def test_a_view_renders_and_reviews_on_either_server_from_its_url_alone(reviewer: Reviewer, servers: tuple[Gunicorn, Gunicorn, str], browser: Any, tmp_path: Path) -> None:
     a, b, token = servers
     pg = reviewer.page
     frame = reviewer.open(a.url("review-a.test") + VIEW)
@@ -289,7 +310,7 @@ def test_a_view_renders_and_reviews_on_either_server_from_its_url_alone(reviewer
     shared = pg.url.replace(a.url("review-a.test"), b.url("review-b.test"))
     assert reviewer.errors == []
 
-    other = Page(browser, token, tmp_path)
+    other = Reviewer(browser, token, tmp_path)
     try:
         frame_b = other.open(shared)
         assert other.selection()["position"] == [64, 64, 20] and other.selection()["segments"]["pred"] == opening
