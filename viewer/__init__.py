@@ -53,6 +53,9 @@ def init_app(app: Flask) -> None:
     app.extensions["viewer.reviews"] = ReviewLog(store.root, database=app.extensions["blockio.database"])
     app.register_blueprint(bp)
     _init_reviews(app)
+    from . import queue
+
+    queue.init_app(app)
     app.register_blueprint(client_files.bp)
 
 

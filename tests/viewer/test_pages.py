@@ -47,12 +47,11 @@ def test_index_lists_the_dataset(client: FlaskClient) -> None:
     assert 'class="imputed"' in html  # axes and mips are defaults for a bare .npy
 
 
-def test_index_links_views_and_shows_metrics(root_copy: Path) -> None:
-    _tamper(root_copy, "demo", lambda r: r["layers"]["pred"].update(evaluation={"voi_split": 0.125, "voi_merge": 0.5, "adapted_rand": 0.03}))
+def test_index_links_views(root_copy: Path) -> None:
+    # the metrics shown are tested through the real blockio evaluate, in test_queue.py
     html = make_app(root_copy).test_client().get("/").text
     assert "/view/demo?layout=overlay&amp;pred=pred" in html
     assert "/view/demo?layout=compare&amp;pred=pred,pred2" in html or "pred%2Cpred2" in html
-    assert "voi_split 0.125" in html and "adapted_rand 0.03" in html
 
 
 def test_index_filters_and_pages(root_copy: Path) -> None:
