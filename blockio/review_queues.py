@@ -102,8 +102,11 @@ class ReviewQueues:
     def _ready(self) -> None:
         self.db.ensure_schema("review_queues", SCHEMA_VERSION, SCHEMA)
 
-    def _lock_clause(self) -> str:
-        return " FOR UPDATE SKIP LOCKED" if self.db.dialect == "postgresql" else ""
+    def _lock_clause(self, *, skip_locked: bool = False) -> str:
+        """PostgreSQL's row lock (SQLite's ``BEGIN IMMEDIATE`` already holds the whole file)."""
+        if self.db.dialect != "postgresql":
+            return ""
+        return " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
 
     def create(self, name: str, plan: dict[str, Any], *, replace: bool = False) -> dict[str, Any]:
         """Store a plan (:meth:`ReviewPlan.to_json`) as queue ``name``; returns its summary.
@@ -194,7 +197,7 @@ class ReviewQueues:
             mine = tx.execute(f"SELECT {_COLUMNS} FROM review_items WHERE queue = ? AND reviewer = ? AND state = 'assigned' ORDER BY rank LIMIT 1", (name, reviewer))
             if mine:
                 return _row(mine[0])
-            free = tx.execute("SELECT id FROM review_items WHERE queue = ? AND state = 'open' ORDER BY rank LIMIT 1" + self._lock_clause(), (name,))
+            free = tx.execute("SELECT id FROM review_items WHERE queue = ? AND state = 'open' ORDER BY rank LIMIT 1" + self._lock_clause(skip_locked=True), (name,))
             if not free:
                 return None
             taken = tx.execute(
