@@ -139,9 +139,7 @@ class LayerReader:
         names = [self.chunk_name(mip, index, box) for index, box in chunks]
         sharded = self._sharded.get(mip)
         if sharded is not None:  # the block's chunks batched by shard, each by byte range
-            stored = sharded.get_many(chunks)
-            got = [None if data is None else (data, sharded.gzip_data) for data in stored]
-            return {index: self._decode(mip, name, box, g) for (index, box), name, g in zip(chunks, names, got)}
+            return self._fetch_sharded(mip, sharded, chunks, names)
         if len(names) > 2:
             jobs = [(mip, name, box) for name, (_, box) in zip(names, chunks)]
             try:
@@ -150,6 +148,15 @@ class LayerReader:
                 decoded = [self._decode(mip, name, box, self._get(name)) for name, (_, box) in zip(names, chunks)]
         else:
             decoded = [self._decode(mip, name, box, self._get(name)) for name, (_, box) in zip(names, chunks)]
+        return {index: chunk for (index, _), chunk in zip(chunks, decoded)}
+
+    def _fetch_sharded(self, mip: int, sharded: Any, chunks: Sequence[tuple[Xyz, VoxelBox]], names: list[str]) -> dict[Xyz, npt.NDArray[Any] | None]:
+        stored = sharded.get_many(chunks, pool=self._pool)
+        jobs = [(name, box, None if data is None else (data, sharded.gzip_data)) for name, (_, box), data in zip(names, chunks, stored)]
+        try:
+            decoded = list(self._pool.map(lambda job: self._decode(mip, *job), jobs)) if len(jobs) > 2 else [self._decode(mip, *job) for job in jobs]
+        except RuntimeError:  # closed meanwhile (its layer got a new version): finish in this thread
+            decoded = [self._decode(mip, *job) for job in jobs]
         return {index: chunk for (index, _), chunk in zip(chunks, decoded)}
 
     def _get(self, name: str) -> tuple[bytes | bytearray, bool] | None:
