@@ -2,8 +2,10 @@
 
 Readers (``open_store``, ``blockio catalog``, ``blockio serve``) call
 :func:`require_store`; writers (``blockio ingest``, ``blockio demo``) create
-a new root instead. Only the standard library is imported, so the check costs
-nothing on the command line.
+a new root instead. Only the standard library is imported for a local root,
+so the check costs nothing on the command line; a bucket root (``s3://``,
+``gs://``) is checked with one request for its ``catalog.json`` through
+:mod:`precomputed.storage`.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def local_folder(root: str | os.PathLike[str]) -> Path | None:
 
 
 def require_store(root: str | os.PathLike[str]) -> Path | None:
-    """Check that a local root holds a catalog; returns its folder (``None`` for a bucket URL).
+    """Check that a root holds a catalog; returns its folder (``None`` for a bucket URL).
 
     Parameters
     ----------
@@ -47,10 +49,30 @@ def require_store(root: str | os.PathLike[str]) -> Path | None:
     Raises
     ------
     StoreNotFound
-        The folder does not exist, or holds no ``catalog.json``.
+        The folder does not exist, or the folder or bucket prefix holds no ``catalog.json``.
+    StorageError
+        The bucket cannot be asked (permissions, network, no such bucket).
     """
     folder = local_folder(root)
-    if folder is None or (folder / CATALOG_NAME).is_file():
+    if folder is None:
+        _require_bucket_store(os.fspath(root))
+        return None
+    if (folder / CATALOG_NAME).is_file():
         return folder
     why = "" if folder.is_dir() else " (the folder does not exist)"
     raise StoreNotFound(f"no blockio store at {folder}: no {CATALOG_NAME}{why}; create one with blockio ingest or blockio demo")
+
+
+def _require_bucket_store(url: str) -> None:
+    from blockio.errors import from_precomputed
+    from precomputed.errors import PrecomputedError
+    from precomputed.storage import is_remote, open_root
+
+    if not is_remote(url):
+        return  # another scheme: open_store names what it accepts
+    try:
+        found = open_root(url).exists(CATALOG_NAME)
+    except PrecomputedError as exc:
+        raise from_precomputed(exc) from exc
+    if not found:
+        raise StoreNotFound(f"no blockio store at {url}: no {CATALOG_NAME}; ingest into it or copy a root there")

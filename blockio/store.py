@@ -6,7 +6,11 @@
 (64, 128, 128)
 
 Reads go through CloudVolume (see :mod:`blockio.layers.reader`) and a cache of
-decoded chunks (see :mod:`blockio.cache.memory`).
+decoded chunks (see :mod:`blockio.cache.memory`). A root is a folder or a
+bucket prefix (``s3://bucket/prefix``, ``gs://bucket/prefix``), opened with
+:func:`precomputed.storage.open_root`; on a bucket the catalog is read again
+at most every :data:`REMOTE_CATALOG_TTL_S` seconds (a bucket has no cheap
+modification time to look at before every read).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,11 +35,13 @@ from blockio.errors import (
     InvalidRequest,
     LayerNotFound,
     OutOfBounds,
+    StorageError,
 )
 from blockio.layers.reader import SOURCES, LayerReader
 from blockio.limits import check_block_size
 from blockio.normalize import normalize as apply_normalization
 from precomputed.catalog import layer_version
+from precomputed.errors import InvalidOption as PrecomputedInvalidOption
 from precomputed.geometry import projection
 
 __all__ = ["Store", "open_store"]
@@ -43,6 +50,9 @@ Xyz = tuple[int, int, int]
 
 
 DEFAULT_MAX_BLOCK_VOXELS = 512**3
+
+REMOTE_CATALOG_TTL_S = 1.0
+"""How long a bucket root's catalog is used before it is read again (a local one is checked by mtime on every read)."""
 
 
 def open_store(
@@ -68,10 +78,15 @@ def open_store(
     max_block_voxels, max_block_bytes
         Largest block a read may ask for (default 512^3 voxels, 256 MiB in the layer's dtype).
 
+    root
+        A folder, ``file://`` URL, ``s3://bucket[/prefix]`` (endpoint from
+        ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, or written in as
+        ``s3://http://host:port/bucket/prefix``) or ``gs://bucket[/prefix]``.
+
     Raises
     ------
     StoreNotFound
-        A local root that does not exist or holds no ``catalog.json`` (a
+        A root (folder or bucket prefix) that holds no ``catalog.json`` (a
         mistyped root is not an empty store).
     """
     from blockio.roots import require_store
@@ -83,7 +98,15 @@ def open_store(
 
 
 class Store:
-    """The datasets of one store root and their blocks."""
+    """The datasets of one store root and their blocks.
+
+    Attributes
+    ----------
+    storage
+        The root's :class:`~precomputed.storage.Storage`.
+    root
+        A local root's folder (``Path``); a bucket root's URL (``str``) as given.
+    """
 
     def __init__(
         self,
@@ -96,7 +119,7 @@ class Store:
         max_block_bytes: int | None = None,
     ) -> None:
         from precomputed.catalog import Catalog
-        from precomputed.ingest import local_root
+        from precomputed.storage import open_root
 
         # the options override the settings' fields; the settings come from the environment only when not given
         settings = settings if settings is not None else Settings.from_env()
@@ -104,8 +127,14 @@ class Store:
             **{k: v for k, v in (("cache_bytes", cache_bytes), ("max_block_voxels", max_block_voxels), ("max_block_bytes", max_block_bytes)) if v is not None},
             **({"redis_url": redis_url or None} if redis_url is not None else {}),
         )
-        self.root = Path(local_root(root))
+        try:
+            self.storage = open_root(root)
+        except PrecomputedInvalidOption as exc:  # http://, mem://, a bucket URL without a bucket
+            raise InvalidRequest(str(exc)) from exc
+        folder = self.storage.local_path()
+        self.root: Path | str = folder if folder is not None else self.storage.url
         self._catalog = Catalog(self.root)
+        self._catalog_read = 0.0  # monotonic time of the last read of a bucket root's catalog
         self.memory_cache = MemoryCache(self.settings.cache_bytes)
         tiers: list[ChunkCache] = [self.memory_cache]
         redis_url = self.settings.redis_url
@@ -126,20 +155,37 @@ class Store:
 
     # -- catalog -------------------------------------------------------------
     def _all_records(self) -> dict[str, Any]:
+        if not self.storage.is_local:
+            return self._remote_records()
         try:
             stamp = self._catalog.path.stat().st_mtime_ns
         except FileNotFoundError:
             return {}
         cached = self._records
         if cached is None or cached[0] != stamp:
-            from precomputed.errors import CatalogError
-
-            try:
-                data = self._catalog._load()["datasets"]
-            except CatalogError as exc:
-                raise DatasetUnavailable(str(exc)) from exc
-            self._records = cached = (stamp, data)
+            self._records = cached = (stamp, self._load_records())
         return cached[1]
+
+    def _remote_records(self) -> dict[str, Any]:
+        cached = self._records
+        now = time.monotonic()
+        if cached is not None and now - self._catalog_read < REMOTE_CATALOG_TTL_S:
+            return cached[1]
+        data = self._load_records()
+        self._catalog_read = now
+        if cached is None or cached[1] != data:  # the same records keep their validation (keyed by identity)
+            self._records = cached = (now, data)
+        return cached[1]
+
+    def _load_records(self) -> dict[str, Any]:
+        from precomputed.errors import CatalogError, StoreError
+
+        try:
+            return self._catalog._load()["datasets"]  # type: ignore[no-any-return]
+        except CatalogError as exc:
+            raise DatasetUnavailable(str(exc)) from exc
+        except StoreError as exc:  # the bucket cannot be read (permissions, network)
+            raise StorageError(str(exc)) from exc
 
     def datasets(self) -> list[str]:
         """Ids of every catalogued dataset, sorted."""
@@ -197,16 +243,21 @@ class Store:
             copy = record["stores"]["zarr"] if layer == "image" else meta.get("zarr")
             if not copy:
                 raise InvalidRequest(f"layer {layer!r} has no OME-Zarr copy; read it with source='precomputed'")
-            path = self.root / copy
+            path = str(copy)
         else:
-            path = self.root / meta["path"]
-        reader = LayerReader(f"file://{path}", source, fill_missing=bool(meta.get("fill_missing", False)))
+            path = str(meta["path"])
+        reader = LayerReader(self.layer_url(path), source, fill_missing=bool(meta.get("fill_missing", False)))
         with self._lock:
             old = self._readers.get(key)
             self._readers[key] = (version, reader)
         if old is not None:
             old[1].close()  # its layer was rewritten; a read still using it finishes in its own thread
         return reader
+
+    def layer_url(self, path: str) -> str:
+        """The URL of a store inside the root (``precomputed/<id>/image``): ``file://...`` or the bucket's own URL."""
+        key = self.storage.join(path)
+        return self.storage.url_for(key) if self.storage.is_local else f"{self.storage.url}/{key}"
 
     def reader_count(self) -> int:
         """How many layer readers are open: at most one per (dataset, layer, source)."""

@@ -29,8 +29,9 @@ def test_a_store_is_its_folder(root: Path) -> None:
     assert require_store(f"file://{root}") == root
 
 
-def test_bucket_urls_are_left_to_the_store() -> None:
-    assert local_folder("s3://bucket/root") is None and require_store("gs://bucket/root") is None
+def test_bucket_urls_have_no_local_folder() -> None:
+    # a bucket root is checked by asking the bucket: tests/blockio/test_store_remote.py
+    assert local_folder("s3://bucket/root") is None and local_folder("gs://bucket/root") is None
 
 
 def test_open_store_refuses_a_mistyped_root(tmp_path: Path) -> None:
