@@ -67,6 +67,7 @@ class GetCounter:
     """Chunk GETs seen by CloudFiles' S3 interface: how many, and how many at once at most."""
 
     paths: list[str] = field(default_factory=list)
+    ranges: list[tuple[int | None, int | None]] = field(default_factory=list)
     in_flight: int = 0
     most_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -83,13 +84,14 @@ def counting_s3_gets() -> Iterator[GetCounter]:
     counter = GetCounter()
     original: Callable[..., Any] = interfaces.S3Interface.get_file
 
-    def get_file(self: Any, file_path: str, *args: Any, **kwargs: Any) -> Any:
+    def get_file(self: Any, file_path: str, start: int | None = None, end: int | None = None, *args: Any, **kwargs: Any) -> Any:
         with counter.lock:
             counter.paths.append(self.get_path_to_file(file_path))
+            counter.ranges.append((start, end))
             counter.in_flight += 1
             counter.most_in_flight = max(counter.most_in_flight, counter.in_flight)
         try:
-            return original(self, file_path, *args, **kwargs)
+            return original(self, file_path, start, end, *args, **kwargs)
         finally:
             with counter.lock:
                 counter.in_flight -= 1
