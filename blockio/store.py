@@ -417,6 +417,12 @@ class Store:
         """Hits, misses, bytes held and evictions per cache tier."""
         return self.cache.stats()
 
+    def embeddings(self, dataset: str, name: str) -> Any:
+        """Embedding set ``name`` of a dataset: ``knn(...)``, ``vector_at(...)`` (:class:`blockio.embeddings.EmbeddingSet`)."""
+        from blockio.embeddings.query import EmbeddingSet
+
+        return EmbeddingSet(self, dataset, name)
+
 
 def _dtype(dtype: Any) -> np.dtype[Any] | None:
     if dtype is None or dtype == "":

@@ -19,11 +19,11 @@ import sys
 from collections.abc import Sequence
 
 from blockio import __version__
-from blockio.cli import catalog, demo, evaluate, ingest, predict, review, serve, users
+from blockio.cli import catalog, demo, embed, evaluate, ingest, predict, review, serve, similar, users
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (ingest, catalog, serve, demo, predict, evaluate, users, review)
+COMMANDS = (ingest, catalog, serve, demo, predict, evaluate, embed, similar, users, review)
 """The subcommand modules, in the order ``--help`` lists them."""
 
 

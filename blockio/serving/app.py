@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 #: the read-only data routes other origins may read (Neuroglancer, notebooks); never the page, its verdicts or sign-in
-CORS_BLUEPRINTS = ("api", "files", "openapi")
+CORS_BLUEPRINTS = ("api", "embeddings", "files", "openapi")
 CORS_ENDPOINTS = ("healthz",)
 
 
@@ -94,7 +94,7 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
     The settings are in ``app.extensions["blockio.settings"]``
     (:func:`blockio.serving.api.get_settings` in a request).
     """
-    from blockio.serving import api, auth, error_answers, files, live, metrics, openapi, writes
+    from blockio.serving import api, auth, embeddings, error_answers, files, live, metrics, openapi, writes
     from blockio.serving.json_provider import StrictJSONProvider
     from blockio.store import Store
 
@@ -111,6 +111,7 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     app.url_value_preprocessor(api.check_path_ids)
     app.register_blueprint(api.bp)
+    app.register_blueprint(embeddings.bp)
     app.register_blueprint(writes.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(files.bp)

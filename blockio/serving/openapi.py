@@ -48,6 +48,8 @@ def _q(name: str, schema: dict[str, Any], description: str, required: bool = Fal
 
 def document() -> dict[str, Any]:
     """The OpenAPI 3.0.3 document."""
+    from blockio.serving.embeddings import openapi_paths as embedding_paths
+
     block_headers = {
         "X-Block-Shape": {"description": "array shape, comma-separated, in X-Block-Axes order", "schema": {"type": "string"}},
         "X-Block-Dtype": {"description": "numpy dtype name", "schema": {"type": "string"}},
@@ -166,6 +168,7 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            **embedding_paths(_ERROR),
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         },
