@@ -145,6 +145,7 @@ def document() -> dict[str, Any]:
                         "403": _ERROR,
                         "404": _ERROR,
                         "413": _ERROR,
+                        "429": _ERROR,
                         "503": _ERROR,
                         "507": _ERROR,
                     },
