@@ -48,7 +48,8 @@ def _cell_rows(plan: EmbedPlan, array: Any, model: str) -> Any:
 def _segment_vectors(plan: EmbedPlan, finalize: Any) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """Ids, vectors, centroids and boxes (mip voxels) of every segment, merged over the tasks."""
     parts = [np.load(plan.path(f"s-{i}.npz")) for i in range(plan.tasks)]
-    ids = np.concatenate([p["ids"] for p in parts]).astype(np.uint64)
+    parts = [p for p in parts if p["ids"].size]
+    ids = np.concatenate([p["ids"] for p in parts]).astype(np.uint64) if parts else np.zeros(0, np.uint64)
     if not len(ids):
         return ids, np.zeros((0, 1), np.float32), np.zeros((0, 3)), np.zeros((0, 6), np.int64)
     counts = np.concatenate([p["counts"] for p in parts]).astype(np.float64)

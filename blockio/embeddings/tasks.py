@@ -97,7 +97,9 @@ def segment_task(job: tuple[EmbedPlan, int]) -> int:
     core = tuple(slice(h, h + s) for h, s in zip(reversed(plan.halo), reversed(box.size)))
     ids, moments, counts = _model_of(plan)(block, segments=labels, core=core, voxel_size=plan.voxel_size)
     ids = np.asarray(ids, dtype=np.uint64)
-    moments = np.asarray(moments, dtype=np.float64).reshape(len(ids), -1)
+    moments = np.asarray(moments, dtype=np.float64)
+    if moments.ndim != 2:  # a model may return a flat list for one segment, or nothing for none
+        moments = moments.reshape(len(ids), -1) if len(ids) else np.zeros((0, 0))
     counts = np.asarray(counts, dtype=np.int64)
     # where each segment is inside the core: coordinate sums (centroids) and boxes, mip voxels
     inner = labels[core].astype(np.uint64)
