@@ -140,13 +140,32 @@ def run_demo(*, root: str, shape: tuple[int, int, int] = (512, 512, 128), seed: 
 
     app = create_app({"BLOCKIO_ROOT": str(root_path)})
     base = f"http://{DEMO_HOST}:{port}"
+    token = demo_reviewer(str(root_path))
     print(f"review page: {base}/   overlay: {base}/view/{DEMO_ID}?layout=overlay&pred=pred   (Ctrl-C to stop)", flush=True)
+    if token is not None:
+        print(f"  verdicts need a signed-in reviewer: sign in at {base}/signin with the token of user '{DEMO_REVIEWER}' (shown only now):", flush=True)
+        print(f"  {token}", flush=True)
     try:
         run_simple(DEMO_HOST, port, app, threaded=True, use_reloader=False)
     except OSError as exc:  # taken between the check and the bind
         print(f"blockio: error: cannot serve on port {port}: {exc.strerror or exc}; rerun with --port N, or `blockio serve --root {root}`", file=sys.stderr)
         return 1
     return 0
+
+
+DEMO_REVIEWER = "demo-reviewer"
+
+
+def demo_reviewer(root: str) -> str | None:
+    """Add the demo's reviewer on first run and return its token (None when the root has one already)."""
+    from blockio.config import Settings
+    from blockio.database import open_database
+    from blockio.users import Users
+
+    users = Users(open_database(root=root, url=Settings.from_env().database_url))
+    if any(u.name == DEMO_REVIEWER for u in users.list()):
+        return None  # its token was shown when it was made; `blockio users add` makes another
+    return users.add(DEMO_REVIEWER, "reviewer")[1]
 
 
 def _port_free(port: int, root: str) -> bool:
