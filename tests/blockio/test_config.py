@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import ast
 from pathlib import Path
 
 import pytest
@@ -30,15 +30,60 @@ def test_the_token_stays_out_of_the_repr() -> None:
     assert "s3cret" not in repr(Settings(write_token="s3cret"))
 
 
+def _blockio_variables_read(path: Path) -> list[str]:
+    """``BLOCKIO_*`` names a module reads from the environment (literals or module constants)."""
+    tree = ast.parse(path.read_text())
+    constants = {
+        t.id: n.value.value
+        for n in tree.body
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
+        for t in n.targets
+        if isinstance(t, ast.Name)
+    }
+
+    def name_of(node: ast.AST) -> str | None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        return constants.get(node.id) if isinstance(node, ast.Name) else None
+
+    def is_environ(node: ast.AST) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr == "environ"
+
+    found = []
+    for node in ast.walk(tree):
+        key: ast.AST | None = None
+        if isinstance(node, ast.Subscript) and is_environ(node.value):
+            key = node.slice
+        elif isinstance(node, ast.Call) and node.args and (
+            (isinstance(node.func, ast.Attribute) and node.func.attr in ("get", "pop", "setdefault") and is_environ(node.func.value))
+            or (isinstance(node.func, ast.Attribute) and node.func.attr == "getenv")
+        ):
+            key = node.args[0]
+        elif isinstance(node, ast.Call) and any(is_environ(a) for a in node.args):
+            found.append("the whole environment")  # handed on wholesale: whatever reads it is a second reader
+        name = name_of(key) if key is not None else None
+        if name is not None and name.startswith("BLOCKIO_"):
+            found.append(name)
+    return found
+
+
 def test_no_other_module_reads_blockio_variables() -> None:
-    readers = []
+    # other libraries' own variables (prometheus_client's PROMETHEUS_MULTIPROC_DIR) are theirs to read
+    readers = {}
     for package in ("blockio", "viewer"):
         for path in (REPO / package).rglob("*.py"):
             if path.name == "config.py" and path.parent.name == "blockio":
                 continue
-            if re.search(r"os\.environ|os\.getenv|getenv\(", path.read_text()):
-                readers.append(str(path.relative_to(REPO)))
-    assert not readers, f"read the environment through blockio.config.Settings: {readers}"
+            names = _blockio_variables_read(path)
+            if names:
+                readers[str(path.relative_to(REPO))] = names
+    assert not readers, f"read BLOCKIO_* through blockio.config.Settings: {readers}"
+
+
+def test_the_variable_check_sees_reads(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text('import os\nNAME = "BLOCKIO_X"\na = os.environ.get(NAME)\nb = os.environ["BLOCKIO_Y"]\nc = os.getenv("BLOCKIO_Z")\nd = os.environ.get("HOME")\n')
+    assert sorted(_blockio_variables_read(module)) == ["BLOCKIO_X", "BLOCKIO_Y", "BLOCKIO_Z"]
 
 
 def test_the_readme_table_lists_every_setting() -> None:
