@@ -64,10 +64,10 @@ def bucket_environment(s3: S3Server | None, gcs: GcsServer | None, tmp: Path) ->
 
 @dataclass
 class GetCounter:
-    """Chunk GETs seen by CloudFiles' S3 interface: how many, and how many at once at most."""
+    """Object GETs botocore sent (CloudFiles' and our own clients alike): which, their Range, how many at once at most."""
 
     paths: list[str] = field(default_factory=list)
-    ranges: list[tuple[int | None, int | None]] = field(default_factory=list)
+    ranges: list[str | None] = field(default_factory=list)
     in_flight: int = 0
     most_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -78,26 +78,32 @@ class GetCounter:
 
 @contextmanager
 def counting_s3_gets() -> Iterator[GetCounter]:
-    """Count every object GET CloudFiles sends to S3 (the real request still goes out)."""
-    from cloudfiles import interfaces
+    """Count every GET request botocore sends over HTTP (the real request still goes out)."""
+    from urllib.parse import unquote, urlsplit
+
+    from botocore.httpsession import URLLib3Session
 
     counter = GetCounter()
-    original: Callable[..., Any] = interfaces.S3Interface.get_file
+    original: Callable[..., Any] = URLLib3Session.send
 
-    def get_file(self: Any, file_path: str, start: int | None = None, end: int | None = None, *args: Any, **kwargs: Any) -> Any:
-        with counter.lock:
-            counter.paths.append(self.get_path_to_file(file_path))
-            counter.ranges.append((start, end))
-            counter.in_flight += 1
-            counter.most_in_flight = max(counter.most_in_flight, counter.in_flight)
-        try:
-            return original(self, file_path, start, end, *args, **kwargs)
-        finally:
+    def send(self: Any, request: Any) -> Any:
+        counted = request.method == "GET"
+        if counted:
             with counter.lock:
-                counter.in_flight -= 1
+                counter.paths.append(unquote(urlsplit(request.url).path))
+                wanted = request.headers.get("Range")
+                counter.ranges.append(wanted.decode() if isinstance(wanted, bytes) else wanted)
+                counter.in_flight += 1
+                counter.most_in_flight = max(counter.most_in_flight, counter.in_flight)
+        try:
+            return original(self, request)
+        finally:
+            if counted:
+                with counter.lock:
+                    counter.in_flight -= 1
 
-    interfaces.S3Interface.get_file = get_file
+    URLLib3Session.send = send  # type: ignore[method-assign]
     try:
         yield counter
     finally:
-        interfaces.S3Interface.get_file = original
+        URLLib3Session.send = original  # type: ignore[method-assign]

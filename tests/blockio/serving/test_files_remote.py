@@ -92,7 +92,7 @@ def test_range_requests_read_only_the_range(roots: tuple[Path, str], clients: tu
         assert there.headers["Content-Range"] == here.headers["Content-Range"] == f"bytes {first}-{last}/{len(whole)}"
     with counting_s3_gets() as gets:
         clients[1].get(f"/precomputed/v/image/{CHUNK}", headers={"Range": "bytes=100-199"})
-    assert gets.ranges == [(100, 200)]  # the bucket sent those 100 bytes, not the file
+    assert gets.ranges == ["bytes=100-199"]  # the bucket sent those 100 bytes, not the file
     gz_whole = (roots[0] / "precomputed/g/image" / (CHUNK + ".gz")).read_bytes()
     part = clients[1].get(f"/precomputed/g/image/{CHUNK}", headers={"Range": "bytes=0-9"})
     assert part.status_code == 206 and part.data == gz_whole[:10] and part.headers["Content-Encoding"] == "gzip"
