@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .storage import Storage
 
-__all__ = ["delete_prefix", "new_tag", "root_storage", "versioned"]
+__all__ = ["delete_prefix", "new_tag", "root_storage", "upload_folder", "versioned"]
 
 _opened: dict[tuple[int, str], Storage] = {}
 _lock = threading.Lock()
@@ -69,3 +69,17 @@ def delete_prefix(storage: Storage, prefix: str) -> int:
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(storage.delete, keys))
     return len(keys)
+
+
+def upload_folder(storage: Storage, folder: str | os.PathLike[str], prefix: str) -> int:
+    """Put every file under the local ``folder`` at ``prefix/<its relative path>``, concurrently; returns how many.
+
+    For the writers whose format code writes files (meshes, segment
+    properties): they write into a temporary folder, which is then uploaded.
+    """
+    from pathlib import Path
+
+    base = Path(folder)
+    items = {f"{prefix}/{p.relative_to(base).as_posix()}": p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
+    storage.put_many(items, durable=False)
+    return len(items)

@@ -23,7 +23,7 @@ from .chunk_writer import COMPRESSIONS, ScaleWriter
 from .errors import InvalidOption
 from .pyramid import Mip
 
-__all__ = ["COMPRESSIONS", "create_image_layer", "open_layer", "put_info", "write_box"]
+__all__ = ["COMPRESSIONS", "create_image_layer", "edit_info", "open_layer", "write_box"]
 
 Xyz = tuple[int, int, int]
 
@@ -92,16 +92,29 @@ def _create_in_bucket(path: str, root: str, **kwargs: Any) -> dict[str, Any]:
     return info
 
 
-def put_info(path: str, info: dict[str, Any], *, root: str | None = None) -> None:
-    """Replace the layer's ``info`` (as CloudVolume's ``commit_info`` writes it), locally or in a bucket."""
-    vol = CloudVolume(_url(path) if root is None else _bucket_url(path, root), info=info, progress=False)
-    vol.commit_info()
+def edit_info(path: str, change: Any, *, root: str | None = None) -> None:
+    """Apply ``change(info dict)`` to the layer's ``info`` and write it as CloudVolume's ``commit_info`` does.
 
+    On a bucket root (``root`` its URL, ``path`` a key) CloudVolume commits in
+    a temporary folder and the bytes are uploaded, so they equal a local layer's.
+    """
+    if root is None:
+        vol = CloudVolume(_url(path), progress=False)
+        change(vol.info)
+        vol.commit_info()
+        return
+    import tempfile
+    from pathlib import Path
 
-def _bucket_url(path: str, root: str) -> str:
     from .bucket import root_storage
 
-    return root_storage(root).url_for(path)
+    storage = root_storage(root)
+    with tempfile.TemporaryDirectory(prefix="blockio-info-") as tmp:
+        (Path(tmp) / "info").write_bytes(storage.get(f"{path}/info") or b"{}")
+        vol = CloudVolume(_url(tmp), progress=False)
+        change(vol.info)
+        vol.commit_info()
+        storage.put(f"{path}/info", (Path(tmp) / "info").read_bytes(), content_type="application/json")
 
 
 def _num(v: float) -> float | int:

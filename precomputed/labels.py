@@ -2,7 +2,8 @@
 
 The metadata is written with ome-zarr's helpers; each label image has the
 image's levels and chunking plus ``image-label`` metadata, and the
-``labels`` group lists the names.
+``labels`` group lists the names. ``root`` (a bucket root's URL) makes
+each path a key under that root (:mod:`precomputed.zarr_store`).
 """
 
 from __future__ import annotations
@@ -28,34 +29,37 @@ def _ome(group: Any, metadata: dict[str, Any]) -> None:
     add_metadata(group, metadata, fmt=FormatV05())
 
 
-def create_labels(path: str, *, name: str, mips: list[Mip], dtype: np.dtype[Any], chunk_size: Xyz) -> None:
+def create_labels(path: str, *, name: str, mips: list[Mip], dtype: np.dtype[Any], chunk_size: Xyz, root: str | None = None) -> None:
     """The label image: the image's levels and chunking, plus ``image-label`` metadata."""
-    group = omezarr.create_image(path, name=name, mips=mips, channels=1, dtype=dtype, chunk_size=chunk_size)
+    group = omezarr.create_image(path, name=name, mips=mips, channels=1, dtype=dtype, chunk_size=chunk_size, root=root)
     _ome(group, {"image-label": {"version": "0.5", "source": {"image": "../../"}}})
 
 
-def label_properties(path: str, names: dict[int, str], ids: npt.NDArray[Any]) -> None:
+def label_properties(path: str, names: dict[int, str], ids: npt.NDArray[Any], *, root: str | None = None) -> None:
     """Class names of the ids present, as ``image-label`` properties."""
-    import zarr
-
     present = set(int(i) for i in ids)
     props = [{"label-value": k, "class": v} for k, v in sorted(names.items()) if k in present]
     if props:
-        _ome(zarr.open_group(path, mode="r+", zarr_format=3), {"image-label": {"properties": props}})
+        _ome(omezarr.open_group(path, "r+", root=root), {"image-label": {"properties": props}})
 
 
-def ensure_labels_group(path: Path) -> list[str]:
+def _has_group(path: Path | str, root: str | None) -> bool:
+    if root is None:
+        return (Path(path) / "zarr.json").exists()
+    from .bucket import root_storage
+
+    return root_storage(root).exists(f"{path}/zarr.json")
+
+
+def ensure_labels_group(path: Path | str, *, root: str | None = None) -> list[str]:
     """Create ``<image>.zarr/labels`` if needed; returns the label names it lists."""
-    import zarr
-
-    if not (path / "zarr.json").exists():
-        _ome(zarr.open_group(str(path), mode="w", zarr_format=3), {"version": "0.5", "labels": []})
+    if not _has_group(path, root):
+        # on a bucket the label images may be inside already (written in place): "a" keeps them, "w" would not
+        _ome(omezarr.open_group(str(path), "w" if root is None else "a", root=root), {"version": "0.5", "labels": []})
         return []
-    ome = dict(zarr.open_group(str(path), mode="r", zarr_format=3).attrs.get("ome", {}))  # type: ignore[arg-type]
+    ome = dict(omezarr.open_group(str(path), "r", root=root).attrs.get("ome", {}))  # type: ignore[arg-type]
     return list(ome.get("labels", []))  # type: ignore[arg-type]
 
 
-def set_labels(path: Path, names: list[str]) -> None:
-    import zarr
-
-    _ome(zarr.open_group(str(path), mode="r+", zarr_format=3), {"labels": names})
+def set_labels(path: Path | str, names: list[str], *, root: str | None = None) -> None:
+    _ome(omezarr.open_group(str(path), "r+", root=root), {"labels": names})

@@ -20,13 +20,14 @@ A killed :meth:`~SegmentationWriter.finalize` resumes with
 ``SegmentationWriter.open(root, id, name).finalize(...)``: tasks with a done
 marker are skipped, the others redone, and the files are bit-identical to an
 uninterrupted run. :meth:`SegmentationWriter.create` always starts afresh.
+On a bucket root the staged layer is written in place under versioned
+prefixes and published by one catalog write (:mod:`precomputed.segmentation_bucket`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -45,12 +46,11 @@ from . import checksum_writes, image_layer, labels, segment_properties, segmenta
 from . import meshes as mesh_format
 from .catalog import Catalog, new_version
 from .errors import DatasetExists, DatasetNotFound, InvalidOption
-from .execution import run_tasks
 from .ingest import local_root, validate_id
 from .ingest_tasks import thread_handle
 from .pyramid import Mip
-from .segmentation_tasks import SegJob, run_job
-from .tasks import Box, plan_passes
+from .storage import is_remote
+from .tasks import Box
 
 __all__ = ["SegmentationWriter", "write_segmentation"]
 
@@ -99,11 +99,17 @@ class SegmentationWriter:
     layer by ``(root, dataset_id, name)`` as well.
     """
 
-    def __init__(self, root: Path, dataset_id: str, name: str, plan: _Plan) -> None:
-        self.root = root
+    def __init__(self, root: Path | str, dataset_id: str, name: str, plan: _Plan, bucket: dict[str, str] | None = None) -> None:
+        self.root = root  # a folder; on a bucket root its URL, with the keys in ``bucket``
         self.dataset_id = dataset_id
         self.name = name
         self._plan = plan
+        self.bucket = bucket
+
+    @property
+    def url(self) -> str | None:
+        """The bucket root's URL; None on a local root."""
+        return None if self.bucket is None else self.bucket["root"]
 
     # paths ------------------------------------------------------------------
     @staticmethod
@@ -112,17 +118,17 @@ class SegmentationWriter:
 
     @property
     def staging(self) -> Path:
-        """``ROOT/.staging/<id>/<name>/``."""
-        return self._staging_of(self.root, self.dataset_id, self.name)
+        """``ROOT/.staging/<id>/<name>/`` (local roots)."""
+        return self._staging_of(Path(self.root), self.dataset_id, self.name)
 
     @property
     def layer_path(self) -> str:
-        """The staged precomputed layer."""
-        return str(self.staging / "layer")
+        """The staged precomputed layer (a key under the root on a bucket)."""
+        return self.bucket["layer"] if self.bucket else str(self.staging / "layer")
 
     @property
     def _zarr_path(self) -> str:
-        return str(self.staging / "labels.zarr")
+        return self.bucket["labels"] if self.bucket else str(self.staging / "labels.zarr")
 
     # the grid ---------------------------------------------------------------
     @property
@@ -176,6 +182,10 @@ class SegmentationWriter:
         validate_name(name)
         if str(dtype) not in DTYPES:
             raise InvalidOption(f"segmentation dtype must be one of {', '.join(DTYPES)}, got {dtype}")
+        if is_remote(root):
+            from .segmentation_bucket import create_in_bucket
+
+            return create_in_bucket(cls, str(root), dataset_id, name, dtype=str(dtype), overwrite=overwrite, chunk_size=chunk_size)
         root_path = local_root(root)
         segmentation_commit.resume_commit(root_path, dataset_id, name)  # a killed commit lands before anything is discarded
         record = Catalog(root_path).get(dataset_id)
@@ -208,6 +218,10 @@ class SegmentationWriter:
     @classmethod
     def open(cls, root: Root, dataset_id: str, name: str) -> SegmentationWriter:
         """Reopen a staged layer (in another process, a Dask task, after a kill)."""
+        if is_remote(root):
+            from .segmentation_bucket import open_in_bucket
+
+            return open_in_bucket(cls, str(root), validate_id(dataset_id), validate_name(name))
         root_path = local_root(root)
         path = cls._staging_of(root_path, validate_id(dataset_id), validate_name(name)) / "writer.json"
         try:
@@ -246,13 +260,13 @@ class SegmentationWriter:
                 f"block [{offset}, {stop}) (x, y, z) is not aligned to the chunk size {chunk}: offsets and far ends must be "
                 f"multiples of it (or the volume edge {shape})"
             )
-        if (self.staging / "tasks").exists():
+        if self.bucket is None and (self.staging / "tasks").exists():
             raise InvalidOption(f"layer {self.name!r} is being finalised; create it again to write new blocks")
         self.check_ids(block)
         data = np.ascontiguousarray(block, dtype=self.dtype)
-        vol = thread_handle("seg-write", (self.layer_path, 0), partial(image_layer.open_layer, self.layer_path, 0))
+        vol = thread_handle("seg-write", (self.url, self.layer_path, 0), partial(image_layer.open_layer, self.layer_path, 0, root=self.url))
         # a fragment per call: a block written twice is settled from the file on disk at finalize
-        checksum_writes.write_fragment(self.layer_path, None, {vol.key: image_layer.write_box(vol, offset, data[None])})
+        checksum_writes.write_fragment(self.layer_path, None, {vol.key: image_layer.write_box(vol, offset, data[None])}, root=self.url)
 
     def check_ids(self, block: npt.NDArray[Any]) -> None:
         if block.dtype == bool or not np.issubdtype(block.dtype, np.integer):
@@ -306,6 +320,12 @@ class SegmentationWriter:
             raise InvalidOption(f"provenance must be a dict, got {type(provenance).__name__}")
         names = segment_properties.check_class_names(class_names)
         json.dumps(provenance, allow_nan=False)  # fail before hours of work, not at the catalog write
+        if self.bucket is not None:
+            if shard:
+                raise InvalidOption(f"store root {self.url}: sharded segmentation layers are written to local roots only for now")
+            from .segmentation_bucket import finalize_in_bucket
+
+            return finalize_in_bucket(self, provenance=provenance, names=names, meshes=meshes, workers=workers, scheduler=scheduler, progress=progress, task_bytes=task_bytes)
         staging = self.staging
         lock = FileLock(str(staging / "finalize.lock"))
         try:
@@ -314,7 +334,7 @@ class SegmentationWriter:
             raise DatasetExists(f"layer {self.name!r} of {self.dataset_id!r} is being finalised by another process") from exc
         try:
             if segmentation_commit.read_journal(staging) is not None:  # killed while committing: finish that
-                return segmentation_commit.finish_commit(self.root, self.dataset_id, self.name)
+                return segmentation_commit.finish_commit(Path(self.root), self.dataset_id, self.name)
             ids, counts, fragments = self._build(meshes, workers=workers, scheduler=scheduler, progress=progress, task_bytes=task_bytes, shard=shard)
             if shard:  # mip 0 was written in blocks of any alignment: packed last, its chunk bytes unchanged
                 sharding.pack_scale(self.layer_path, 0, sharding.spec_for_scale(self.layer_path, 0, target_bytes=task_bytes))
@@ -351,40 +371,13 @@ class SegmentationWriter:
 
     def _build(self, with_meshes: bool, *, workers: int | None, scheduler: str | None, progress: bool | None, task_bytes: int, shard: bool = False) -> tuple[Any, Any, dict[int, list[str]]]:
         """Run every pass; returns the merged ids, voxel counts and mesh fragments per id."""
-        tasks = self.staging / "tasks"
-        tasks.mkdir(exist_ok=True)
-        mesh_dir = os.path.join(self.layer_path, mesh_format.MESH_DIR)
-        if with_meshes:
-            os.makedirs(mesh_dir, exist_ok=True)
-        # boxes aligned to both the layer's chunks and the OME-Zarr labels' (the image's)
-        grid = tuple(math.lcm(a, b) for a, b in zip(self.chunk_size, self._plan.zarr_chunk_size))
-        passes = plan_passes(self.mips, grid, voxel_bytes=self.dtype.itemsize, task_bytes=max(task_bytes, 1))  # type: ignore[arg-type]
-        if shard:  # boxes that hold shards of many chunks; mips 1 and up: whole shards inside them
-            passes = sharding.widen_passes(passes, self.mips, grid, voxel_bytes=self.dtype.itemsize, task_bytes=max(task_bytes, 1))  # type: ignore[arg-type]
-        if shard and not sharding.is_sharded(self.layer_path, 0):
-            sharding.apply_specs(self.layer_path, sharding.pass_specs(self.mips, passes, self.chunk_size, voxel_bytes=self.dtype.itemsize, compress=False, skip=(0,)))
-        parts = []
-        fragments: dict[int, list[str]] = {}
-        for p in passes:
-            tag = "m" if p.index == 0 and with_meshes else ""
-            jobs = [
-                SegJob(box, p.read_mip, p.write_mips, self._plan.mips, self.layer_path, self._zarr_path, str(tasks / f"p{p.index}{tag}-{i}.npz"), mesh_dir if tag else None)
-                for i, box in enumerate(p.boxes)
-            ]
-            log.info("%s pass %d/%d: read mip %d, write mips %s, %d tasks of %s voxels", self.name, p.index + 1, len(passes), p.read_mip, list(p.write_mips), len(jobs), "x".join(map(str, p.box_size)))
-            run_tasks(run_job, jobs, scheduler=scheduler, workers=workers, progress=progress, desc=f"{self.name} pass {p.index + 1}/{len(passes)}")
-            if p.index == 0:
-                for job in jobs:
-                    with np.load(job.marker) as data:
-                        parts.append((data["ids"], data["counts"]))
-                        for segid in data["mesh_ids"] if with_meshes else ():
-                            fragments.setdefault(int(segid), []).append(mesh_format.fragment_name(int(segid), job.box.start, job.box.stop))
-        ids, counts = segment_properties.merge_counts(parts)
-        return ids, counts, fragments
+        from .segmentation_passes import build_passes
+
+        return build_passes(self, with_meshes, workers=workers, scheduler=scheduler, progress=progress, task_bytes=task_bytes, shard=shard)
 
     def _commit(self, layer: dict[str, Any]) -> dict[str, Any]:
         """Move both stores into place and write the record (:mod:`precomputed.segmentation_commit`)."""
-        return segmentation_commit.commit_layer(self.root, self.dataset_id, self.name, layer)
+        return segmentation_commit.commit_layer(Path(self.root), self.dataset_id, self.name, layer)
 
 
 # the whole-array writer builds on SegmentationWriter; re-exported so callers keep one import
