@@ -1,4 +1,4 @@
-"""A dask.distributed cluster whose workers share nothing but the bucket ingests into s3://.
+"""A dask.distributed cluster whose workers share nothing but the bucket ingests into s3:// and finalises a segmentation layer there.
 
 Each worker process runs in a working folder of its own (its ``local_directory``,
 made its cwd by a worker plugin); the source ``.npy`` lies at an absolute path
@@ -67,5 +67,14 @@ def test_cluster_ingest_into_s3_equals_local(cluster: tuple[str, list[Path]], s3
     record = ingest(src, s3_root, "v", IngestOptions(**options, scheduler=address))
     assert_same_stores(tmp_path / "local", local, open_root(s3_root), record)
     assert Catalog(s3_root).get("v") == record
+    # a segmentation layer finalised by the same workers (pyramid, counts, meshes) equals a local one
+    from precomputed.segmentation import write_segmentation
+    from tests.precomputed.test_ingest_remote import bucket_tree, local_tree
+
+    labels = (1 + np.indices(vol.shape)[2] // 50 + 10 * (np.indices(vol.shape)[1] // 40)).astype(np.uint32)
+    want = write_segmentation(tmp_path / "local", "v", "pred", labels, provenance={"model": "test"})
+    got = write_segmentation(s3_root, "v", "pred", labels, provenance={"model": "test"}, scheduler=address)
+    assert bucket_tree(open_root(s3_root), got["path"]) == local_tree(tmp_path / "local", want["path"])
+    assert bucket_tree(open_root(s3_root), got["zarr"]) == local_tree(tmp_path / "local", want["zarr"])
     for folder in folders:  # nothing of the run was written to a worker's own folder
         assert not [p for p in folder.rglob("*") if ".staging" in p.parts or p.suffix in (".npz", ".json")]
