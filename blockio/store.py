@@ -9,7 +9,7 @@ Reads go through CloudVolume (see :mod:`blockio.layers.reader`) and a cache of
 decoded chunks (see :mod:`blockio.cache.memory`). A root is a folder or a
 bucket prefix (``s3://bucket/prefix``, ``gs://bucket/prefix``), opened with
 :func:`precomputed.storage.open_root`; on a bucket the catalog is read again
-at most every :data:`REMOTE_CATALOG_TTL_S` seconds (a bucket has no cheap
+at most every :data:`~blockio.catalog_view.REMOTE_CATALOG_TTL_S` seconds (a bucket has no cheap
 modification time to look at before every read).
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,12 @@ import numpy.typing as npt
 
 from blockio.boxes import VoxelBox, check_bounds, chunk_grid, grid_boxes, parse_xyz
 from blockio.cache.memory import ChunkCache, ChunkKey, MemoryCache, TieredCache
+from blockio.catalog_view import CatalogView
 from blockio.config import Settings
 from blockio.errors import (
-    DatasetNotFound,
-    DatasetUnavailable,
     InvalidRequest,
     LayerNotFound,
     OutOfBounds,
-    StorageError,
 )
 from blockio.layers.reader import SOURCES, LayerReader
 from blockio.limits import check_block_size
@@ -51,8 +48,6 @@ Xyz = tuple[int, int, int]
 
 DEFAULT_MAX_BLOCK_VOXELS = 512**3
 
-REMOTE_CATALOG_TTL_S = 1.0
-"""How long a bucket root's catalog is used before it is read again (a local one is checked by mtime on every read)."""
 
 
 def open_store(
@@ -133,8 +128,7 @@ class Store:
             raise InvalidRequest(str(exc)) from exc
         folder = self.storage.local_path()
         self.root: Path | str = folder if folder is not None else self.storage.url
-        self._catalog = Catalog(self.root)
-        self._catalog_read = 0.0  # monotonic time of the last read of a bucket root's catalog
+        self._catalog = CatalogView(Catalog(self.root), remote=not self.storage.is_local)
         self.memory_cache = MemoryCache(self.settings.cache_bytes)
         tiers: list[ChunkCache] = [self.memory_cache]
         redis_url = self.settings.redis_url
@@ -145,70 +139,19 @@ class Store:
         self.cache = TieredCache(tiers)
         # one reader per (dataset, layer, source), closed when its layer's version changes
         self._readers: dict[tuple[str, str, str], tuple[str, LayerReader]] = {}
-        self._records: tuple[float, dict[str, Any]] | None = None
-        self._problems: dict[str, list[str]] = {}
-        self._problems_stamp: object = None
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self.max_block_voxels = self.settings.max_block_voxels
         self.max_block_bytes = self.settings.max_block_bytes
 
     # -- catalog -------------------------------------------------------------
-    def _all_records(self) -> dict[str, Any]:
-        if not self.storage.is_local:
-            return self._remote_records()
-        try:
-            stamp = self._catalog.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            return {}
-        cached = self._records
-        if cached is None or cached[0] != stamp:
-            self._records = cached = (stamp, self._load_records())
-        return cached[1]
-
-    def _remote_records(self) -> dict[str, Any]:
-        cached = self._records
-        now = time.monotonic()
-        if cached is not None and now - self._catalog_read < REMOTE_CATALOG_TTL_S:
-            return cached[1]
-        data = self._load_records()
-        self._catalog_read = now
-        if cached is None or cached[1] != data:  # the same records keep their validation (keyed by identity)
-            self._records = cached = (now, data)
-        return cached[1]
-
-    def _load_records(self) -> dict[str, Any]:
-        from precomputed.errors import CatalogError, StoreError
-
-        try:
-            return self._catalog._load()["datasets"]  # type: ignore[no-any-return]
-        except CatalogError as exc:
-            raise DatasetUnavailable(str(exc)) from exc
-        except StoreError as exc:  # the bucket cannot be read (permissions, network)
-            raise StorageError(str(exc)) from exc
-
     def datasets(self) -> list[str]:
         """Ids of every catalogued dataset, sorted."""
-        return sorted(self._all_records())
+        return sorted(self._catalog.records())
 
     def info(self, dataset: str) -> dict[str, Any]:
         """The dataset's catalog record (validated)."""
-        from precomputed.catalog import record_errors
-
-        records = self._all_records()
-        if dataset not in records:
-            raise DatasetNotFound(f"no dataset {dataset!r} in the catalog ({len(records)} datasets; datasets() lists them)")
-        record = records[dataset]
-        # validated once per catalog version: schema validation costs milliseconds, a block read must not
-        problems = self._problems.get(dataset)
-        if problems is None or self._problems_stamp is not self._records:
-            if self._problems_stamp is not self._records:
-                self._problems = {}
-                self._problems_stamp = self._records
-            problems = self._problems[dataset] = record_errors(record)
-        if problems:
-            raise DatasetUnavailable(f"dataset {dataset!r} is unavailable: {problems[0]}")
-        return record  # type: ignore[no-any-return]
+        return self._catalog.record(dataset)
 
     def layers(self, dataset: str) -> dict[str, Any]:
         """``{name: layer record}`` of a dataset."""

@@ -163,3 +163,19 @@ def test_block_dataset_over_s3_gives_the_local_items(local_root: Path, s3_store_
         a, b = local[i], remote[i]
         assert a["dataset"] == b["dataset"] and torch.equal(a["offset"], b["offset"])
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+
+
+def test_a_bucket_catalog_is_read_again_after_its_ttl(damaged_root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import copy
+
+    from blockio import catalog_view
+    from precomputed.catalog import Catalog
+
+    store = open_store(damaged_root)
+    assert "v2" not in store.datasets()
+    record = copy.deepcopy(Catalog(damaged_root).get("v"))
+    Catalog(damaged_root).put({**record, "id": "v2"})
+    monkeypatch.setattr(catalog_view, "REMOTE_CATALOG_TTL_S", 3600.0)
+    assert "v2" not in store.datasets()  # within the TTL: the records read before
+    monkeypatch.setattr(catalog_view, "REMOTE_CATALOG_TTL_S", 0.0)
+    assert "v2" in store.datasets() and store.info("v2")["id"] == "v2"
