@@ -9,12 +9,12 @@ Keyword arguments given beside ``options`` replace its fields
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidOption
+from .options import with_overrides as _with_overrides
 
 __all__ = ["SegmentationOptions", "with_overrides"]
 
@@ -68,17 +68,5 @@ class SegmentationOptions:
 
 
 def with_overrides(options: SegmentationOptions | None, overrides: Mapping[str, Any]) -> SegmentationOptions:
-    """``options`` (default: the defaults) with the fields named in ``overrides`` replaced.
-
-    Raises
-    ------
-    TypeError
-        A name that is not a field, as for any unexpected keyword argument.
-    """
-    base = SegmentationOptions() if options is None else options
-    if not isinstance(base, SegmentationOptions):
-        raise TypeError(f"options must be a SegmentationOptions, got {type(base).__name__}")
-    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(SegmentationOptions)})
-    if unknown:
-        raise TypeError(f"write_segmentation() got unexpected keyword arguments: {', '.join(unknown)}")
-    return dataclasses.replace(base, **overrides) if overrides else base
+    """``options`` (default: the defaults) with ``overrides`` replaced, as :func:`precomputed.options.with_overrides`."""
+    return _with_overrides(SegmentationOptions, options, overrides, caller="write_segmentation")

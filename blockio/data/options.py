@@ -9,7 +9,6 @@ Keyword arguments given beside ``options`` replace its fields
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +24,7 @@ from blockio.data.physical import parse_voxel_size
 from blockio.data.samplers import SAMPLERS
 from blockio.errors import InvalidRequest
 from blockio.normalize import NORMALIZATIONS
+from precomputed.options import with_overrides as _with_overrides
 
 __all__ = ["BALANCES", "DATASET_BOUNDARIES", "DatasetOptions", "Transform", "non_negative_int", "with_overrides"]
 
@@ -213,20 +213,8 @@ class DatasetOptions:
 
 
 def with_overrides(options: DatasetOptions | None, overrides: Mapping[str, Any]) -> DatasetOptions:
-    """``options`` (default: the defaults) with the fields named in ``overrides`` replaced.
-
-    Raises
-    ------
-    TypeError
-        A name that is not a field, as for any unexpected keyword argument.
-    """
-    base = DatasetOptions() if options is None else options
-    if not isinstance(base, DatasetOptions):
-        raise TypeError(f"options must be a DatasetOptions, got {type(base).__name__}")
-    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(DatasetOptions)})
-    if unknown:
-        raise TypeError(f"BlockDataset() got unexpected keyword arguments: {', '.join(unknown)}")
-    return dataclasses.replace(base, **overrides) if overrides else base
+    """``options`` (default: the defaults) with ``overrides`` replaced, as :func:`precomputed.options.with_overrides`."""
+    return _with_overrides(DatasetOptions, options, overrides, caller="BlockDataset")
 
 
 def non_negative_int(value: object, name: str) -> int:

@@ -10,7 +10,6 @@ Values are checked when the object is made.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 from blockio.boxes import parse_xyz
 from blockio.errors import InvalidRequest
 from blockio.normalize import NORMALIZATIONS
+from precomputed.options import with_overrides as _with_overrides
 
 __all__ = ["InferenceOptions", "with_overrides"]
 
@@ -93,17 +93,5 @@ class InferenceOptions:
 
 
 def with_overrides(options: InferenceOptions | None, overrides: Mapping[str, Any]) -> InferenceOptions:
-    """``options`` (default: the defaults) with the fields named in ``overrides`` replaced.
-
-    Raises
-    ------
-    TypeError
-        A name that is not a field, as for any unexpected keyword argument.
-    """
-    base = InferenceOptions() if options is None else options
-    if not isinstance(base, InferenceOptions):
-        raise TypeError(f"options must be an InferenceOptions, got {type(base).__name__}")
-    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(InferenceOptions)})
-    if unknown:
-        raise TypeError(f"run_inference() got unexpected keyword arguments: {', '.join(unknown)}")
-    return dataclasses.replace(base, **overrides) if overrides else base
+    """``options`` (default: the defaults) with ``overrides`` replaced, as :func:`precomputed.options.with_overrides`."""
+    return _with_overrides(InferenceOptions, options, overrides, caller="run_inference")
