@@ -11,22 +11,43 @@ with its message.
 
 from __future__ import annotations
 
+import re
 from html import escape
+from pathlib import Path
 
 from flask import Blueprint, Response, current_app, send_from_directory
 
-from .bundle import NEUROGLANCER_VERSION, ClientBuilder
+from .bundle import NEUROGLANCER_VERSION, ClientBuilder, built_client
 
-__all__ = ["bp", "get_client"]
+__all__ = ["bp", "client_assets", "get_client"]
 
 bp = Blueprint("neuroglancer", __name__, url_prefix="/neuroglancer")
 
 _RETRY_S = 3
+_ASSET = re.compile(r'(?:src|href)="\./(assets/[A-Za-z0-9._-]+\.(js|css))"')
 _YEAR_S = 365 * 24 * 3600
 
 
 def get_client() -> ClientBuilder:
     return current_app.extensions["viewer.client"]  # type: ignore[no-any-return]
+
+
+def client_assets() -> list[tuple[str, str]]:
+    """``("script" | "style", "assets/<name>")`` that the built client's ``index.html`` loads first; none before it is built.
+
+    The view page preloads them, so the client's 1.5 MB module is on its way
+    while the page and the frame's own document are still loading.
+    """
+    folder = built_client_folder()
+    if folder is None:
+        return []
+    text = (folder / "index.html").read_text(encoding="utf-8")
+    return [("script" if ext == "js" else "style", name) for name, ext in _ASSET.findall(text)]
+
+
+def built_client_folder() -> Path | None:
+    """The built client's folder, without starting a build."""
+    return built_client(get_client().cache)
 
 
 def _not_built(client: ClientBuilder) -> Response:

@@ -4,7 +4,8 @@ Routes
 ------
 ``GET /``                           catalog table, ``?q=`` filter, ``?page=``, ``?per_page=``
 ``GET /thumb/<id>/<plane>.png``     xy / xz thumbnail of the image layer (cached)
-``GET /view/<id>``                  ``?layout=overlay&pred=<layer>`` or ``?layout=compare&pred=a,b``
+``GET /view/<id>``                  ``?layout=overlay&pred=<layer>`` or ``?layout=compare&pred=a,b``, and
+                                    ``&position=x,y,z&segments=a,b&queue=<name>&item=<id>`` (:mod:`viewer.opening`)
 ``GET /view/<id>/state.json``       the same query: the Neuroglancer state that view opens with
 ``POST /view/<id>/review``          a verdict on segments (or a position) the browser read from its viewer
 
@@ -36,12 +37,13 @@ from blockio.errors import BlockioError, InvalidRequest, LayerNotFound, ReviewsU
 from blockio.serving.api import get_store
 from blockio.serving.auth import require
 from blockio.serving.bodies import parse_json_object
+from blockio.serving.live import live_layers
 from precomputed.validate import missing_fields
 
+from .opening import opening_state, review_layers, view_spec
 from .reviews import VERDICTS, ReviewLog, to_csv
-from .state import KEY_BINDINGS, ViewSpec, build_state, key_label, parse_view, state_url
+from .state import KEY_BINDINGS, key_label, state_url
 from .thumbnails import thumbnail_png
-from .visible import central_segments
 
 __all__ = ["bp", "get_reviews"]
 
@@ -91,7 +93,7 @@ def histogram_path(histogram: dict[str, Any], *, width: int = 120, height: int =
     return "".join(parts)
 
 
-def _row(record: dict[str, Any], reviews: list[dict[str, Any]]) -> dict[str, Any]:
+def _row(record: dict[str, Any], reviews: list[dict[str, Any]], live: list[str]) -> dict[str, Any]:
     provenance = record.get("provenance", {})
     layers = []
     for name, meta in sorted(record["layers"].items()):
@@ -119,6 +121,7 @@ def _row(record: dict[str, Any], reviews: list[dict[str, Any]]) -> dict[str, Any
         "percentiles": stats.get("percentiles", {}),
         "layers": layers,
         "segs": segs,
+        "live": live if "image" in record["layers"] else [],
         "compares": compares,
         "reviews": reviews[:10],
         "review_count": len(reviews),
@@ -143,7 +146,7 @@ def index() -> str:
     rows, broken = [], []
     for dataset in chosen:
         try:
-            rows.append(_row(store.info(dataset), by_dataset.get(dataset, [])))
+            rows.append(_row(store.info(dataset), by_dataset.get(dataset, []), live_layers(current_app)))
         except BlockioError as exc:  # a malformed record is listed with its problem, the rest are served
             broken.append((dataset, str(exc)))
     return render_template(
@@ -170,30 +173,35 @@ def thumbnail(dataset: str, plane: str) -> Response:
     return resp
 
 
-def _spec(dataset: str) -> tuple[dict[str, Any], ViewSpec]:
-    record = get_store().info(dataset)
-    return record, parse_view(record, request.args.get("layout"), request.args.get("pred"))
+def _client_assets() -> list[tuple[str, str]]:
+    """(kind, URL) of the built client's script and styles, for the view page to preload before the frame asks."""
+    from .client_files import client_assets
 
-
-def _opening_state(record: dict[str, Any], spec: ViewSpec) -> dict[str, Any]:
-    """The state a view opens with, for the host the browser asked (never a fixed address)."""
-    segments = {name: central_segments(get_store(), record, name) for name in spec.preds}
-    return build_state(record, spec, request.host_url, segments=segments).to_json()  # type: ignore[no-any-return]
+    return [(kind, url_for("neuroglancer.asset", name=name)) for kind, name in client_assets()]
 
 
 @bp.get("/view/<dataset>")
 def view(dataset: str) -> str:
-    record, spec = _spec(dataset)
-    state = _opening_state(record, spec)
+    record, spec, query = view_spec(dataset)
+    state = opening_state(record, spec, query)
     reviews, reviews_problem = _shown_reviews()
     stable_url = url_for("viewer.view", dataset=dataset, **spec.query())  # type: ignore[arg-type]
     review_url = url_for("viewer.review", dataset=dataset)
+    queue = None
+    if query.queue is not None:
+        queue = {
+            "name": query.queue,
+            "item": query.item,
+            "nextUrl": url_for("review_queues.next_item", name=query.queue),
+            "itemsUrl": url_for("review_queues.show_queue", name=query.queue) + "/items/",
+        }
     view_config = {
         "state": state,
         "viewerPrefix": url_for("neuroglancer.index"),
         "stableUrl": stable_url,
         "reviewUrl": review_url,
-        "preds": list(spec.preds),
+        "preds": list(spec.segmentations),
+        "queue": queue,
         "keyBindings": [[action, key, verdict] for action, (key, verdict) in KEY_BINDINGS.items()],
     }
     return render_template(
@@ -202,20 +210,21 @@ def view(dataset: str) -> str:
         spec=spec,
         view_config=view_config,
         viewer_url=state_url(state, url_for("neuroglancer.index")),
+        preload=_client_assets(),
+        queue=queue,
         stable_url=stable_url,
         review_url=review_url,
         verdicts=VERDICTS,
         key_bindings=[(action, key, key_label(key), verdict) for action, (key, verdict) in KEY_BINDINGS.items()],
         reviews=[r for r in reversed(reviews) if r.get("dataset") == dataset][:20],
         reviews_problem=reviews_problem,
-        segs=sorted(name for name, meta in record["layers"].items() if meta.get("type") == "segmentation"),
     )
 
 
 @bp.get("/view/<dataset>/state.json")
 def state_json(dataset: str) -> Response:
-    record, spec = _spec(dataset)
-    return jsonify(_opening_state(record, spec))
+    record, spec, query = view_spec(dataset)
+    return jsonify(opening_state(record, spec, query))
 
 
 def _text(form: Any, name: str) -> str:
@@ -266,7 +275,7 @@ def review(dataset: str) -> Response | WerkzeugResponse:
     user = require("reviewer", action="store a verdict")  # CSRF was checked before the route (blockio.serving.auth)
     form: Any = parse_json_object(request.get_data(cache=False)) if request.is_json else request.form
     record = get_store().info(dataset)
-    preds = sorted(name for name, meta in record["layers"].items() if meta.get("type") == "segmentation")
+    preds = review_layers(record)
     layer = _text(form, "layer") or (preds[0] if preds else "")
     if layer not in preds:
         raise LayerNotFound(f"layer {layer!r} is not a segmentation layer of {dataset!r} ({', '.join(preds) or 'none'})")

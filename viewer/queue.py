@@ -9,7 +9,7 @@ its CSRF token or with a Bearer token):
 
 ``GET  /api/review/queues``                                every queue and its progress
 ``GET  /api/review/queues/<name>``                         one queue: progress per state and per reviewer
-``POST /api/review/queues/<name>/next``                    the caller's item (the same until closed), with its view URL
+``POST /api/review/queues/<name>/next``                    the caller's item (the same until closed), with its view and state URLs
 ``POST /api/review/queues/<name>/items/<id>/verdict``      ``{"verdict", "note"}``: stored as a verdict, the item closed
 ``POST /api/review/queues/<name>/items/<id>/release``      give the item back
 ``GET  /api/review/queues/<name>/export.json`` | ``.csv``  every item with its state, reviewer and verdict
@@ -58,26 +58,36 @@ def _queue(name: str) -> dict[str, Any]:
     return found
 
 
-def view_url(queue: dict[str, Any], item: dict[str, Any]) -> str:
+def view_url(queue: dict[str, Any], item: dict[str, Any], *, endpoint: str = "viewer.view") -> str:
     """The review page's view of an item: its layer (beside the compared one), centred on its place, its segments shown.
 
     ``position`` is the voxel (x, y, z) at mip 0 and ``segments`` the ids of
-    the item's layer, as the view's query takes them.
+    the item's layer, as the view's query takes them; ``queue`` and ``item``
+    let the page close the item with its verdict. ``endpoint``
+    ``"viewer.state_json"`` gives the URL of that view's Neuroglancer state.
     """
     other = queue.get("other")
     layout, pred = ("compare", f"{item['layer']},{other}") if other else ("overlay", item["layer"])
     return url_for(
-        "viewer.view",
+        endpoint,
         dataset=queue["dataset"],
         layout=layout,
         pred=pred,
         position=",".join(str(int(v)) for v in item["position"]),
         segments=",".join(str(int(s)) for s in item["segments"]),
+        queue=queue["name"],
+        item=str(int(item["id"])),
     )
 
 
 def _with_view(queue: dict[str, Any], item: dict[str, Any] | None) -> dict[str, Any]:
-    return {"queue": queue["name"], "item": item, "view_url": view_url(queue, item) if item else None, "progress": queue["progress"]}
+    return {
+        "queue": queue["name"],
+        "item": item,
+        "view_url": view_url(queue, item) if item else None,
+        "state_url": view_url(queue, item, endpoint="viewer.state_json") if item else None,
+        "progress": queue["progress"],
+    }
 
 
 @bp.get("")
@@ -212,8 +222,12 @@ def init_app(app: Flask) -> None:
     """Register the queue routes and the index page's ``review_queues()`` and ``evaluation_lines()`` template functions."""
     if bp.name in app.blueprints:
         return
+    from blockio.serving.openapi import PAGE_PATHS
+
     from .evaluation import evaluation_lines
+    from .queue_openapi import OPENAPI_PATHS
 
     app.register_blueprint(bp)
+    app.extensions.setdefault(PAGE_PATHS, {}).update(OPENAPI_PATHS)
     app.add_template_global(progress_of_queues, "review_queues")
     app.add_template_global(evaluation_lines, "evaluation_lines")

@@ -10,8 +10,10 @@ default:
     raw + prediction A | raw + prediction B | 3-D meshes of both.
 
 Layer sources are ``precomputed://<base>/precomputed/<id>/<layer>``, built
-only from the catalog record's own dataset id and layer names, so nothing a
-client sends can point the viewer elsewhere.
+only from the catalog record's own dataset id and layer names (and the live
+model layers the service serves, ``live/<NAME>``), so nothing a client sends
+can point the viewer elsewhere. A live layer is a prediction like any other:
+a segmentation layer for a model's labels, an image layer for its scores.
 
 A state is built from the catalog alone (``neuroglancer`` package's state
 classes) and handed to Neuroglancer's browser client as ``#!{json}``
@@ -57,11 +59,21 @@ _BASE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+/?$")
 
 @dataclass(frozen=True)
 class ViewSpec:
-    """What a view shows: a dataset, a layout and its prediction layers (0, 1 or 2)."""
+    """What a view shows: a dataset, a layout and its prediction layers (0, 1 or 2).
+
+    ``images`` names the predictions that are image layers (a live model's
+    scores); every other prediction is a segmentation layer.
+    """
 
     dataset: str
     layout: str
     preds: tuple[str, ...]
+    images: tuple[str, ...] = ()
+
+    @property
+    def segmentations(self) -> tuple[str, ...]:
+        """The predictions that are segmentation layers (verdicts and meshes are theirs)."""
+        return tuple(p for p in self.preds if p not in self.images)
 
     def query(self) -> dict[str, str]:
         """The query string of the stable page URL that recreates this view."""
@@ -71,11 +83,12 @@ class ViewSpec:
         return out
 
 
-def parse_view(record: dict[str, Any], layout: str | None, pred: str | None) -> ViewSpec:
-    """Validate ``?layout=`` and ``?pred=`` against the record.
+def parse_view(record: dict[str, Any], layout: str | None, pred: str | None, *, live: Mapping[str, str] | None = None) -> ViewSpec:
+    """Validate ``?layout=`` and ``?pred=`` against the record and the live layers.
 
-    ``pred`` names catalogued segmentation layers (comma-separated for
-    ``compare``); without it the first one (two for ``compare``) is taken.
+    ``pred`` names catalogued segmentation layers or live layers (``live``:
+    ``{"live/<NAME>": "segmentation" | "image"}``), comma-separated for
+    ``compare``; without it the first catalogued one (two for ``compare``) is taken.
 
     Raises
     ------
@@ -88,10 +101,12 @@ def parse_view(record: dict[str, Any], layout: str | None, pred: str | None) -> 
     if layout not in LAYOUTS:
         raise InvalidRequest(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     segs = sorted(name for name, meta in record["layers"].items() if meta.get("type") == "segmentation")
+    live = dict(live or {})
     names = tuple(p for p in (pred or "").split(",") if p) if pred else ()
     for name in names:
-        if name not in segs:
-            raise LayerNotFound(f"dataset {record['id']!r} has no segmentation layer {name!r} (segmentation layers: {', '.join(segs) or 'none'})")
+        if name not in segs and name not in live:
+            known = ", ".join([*segs, *sorted(live)]) or "none"
+            raise LayerNotFound(f"dataset {record['id']!r} has no segmentation layer {name!r} (prediction layers: {known})")
     want = 1 if layout == "overlay" else 2
     if not names:
         names = tuple(segs[:want])
@@ -101,7 +116,7 @@ def parse_view(record: dict[str, Any], layout: str | None, pred: str | None) -> 
             return ViewSpec(record["id"], layout, ())
     if len(names) != want or len(set(names)) != len(names):
         raise InvalidRequest(f"layout {layout!r} takes {want} distinct prediction layer(s), got {list(names)}")
-    return ViewSpec(record["id"], layout, names)
+    return ViewSpec(record["id"], layout, names, tuple(n for n in names if n not in segs and live.get(n) == "image"))
 
 
 def layer_source(base_url: str, dataset: str, layer: str) -> str:
@@ -141,6 +156,12 @@ def _image_layer(source: str, record: dict[str, Any]) -> neuroglancer.ImageLayer
     return neuroglancer.ImageLayer(source=source, shader=shader, shader_controls={"normalized": {"range": [lo, hi]}})
 
 
+def _score_layer(source: str) -> neuroglancer.ImageLayer:
+    """A model's scores (float32, first channel) over the image: magenta, as opaque as the score is high."""
+    shader = "#uicontrol invlerp normalized(range=[0, 1])\nvoid main() {\n  float v = normalized();\n  emitRGBA(vec4(1.0, 0.0, 1.0, v));\n}\n"
+    return neuroglancer.ImageLayer(source=source, shader=shader, shader_controls={"normalized": {"range": [0, 1]}}, opacity=SEGMENTATION_OPACITY)
+
+
 def build_state(
     record: dict[str, Any],
     spec: ViewSpec,
@@ -165,6 +186,9 @@ def build_state(
     state.cross_section_scale = max(record["shape"][0], record["shape"][1]) / _PANEL_PIXELS
     state.layers[IMAGE] = _image_layer(layer_source(base_url, spec.dataset, IMAGE), record)
     for name in spec.preds:
+        if name in spec.images:
+            state.layers[name] = _score_layer(layer_source(base_url, spec.dataset, name))
+            continue
         state.layers[name] = neuroglancer.SegmentationLayer(
             source=layer_source(base_url, spec.dataset, name),
             selected_alpha=SEGMENTATION_OPACITY,

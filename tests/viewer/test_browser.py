@@ -60,16 +60,24 @@ VIEW = "/view/demo?layout=overlay&pred=pred"
 
 
 class Gunicorn:
-    """``gunicorn -w N 'blockio.serving.app:create_app()'`` on a free loopback port; the access log names each worker's pid."""
+    """``gunicorn -w N 'blockio.serving.app:create_app()'`` on a free loopback port; the access log names each worker's pid.
 
-    def __init__(self, root: Path, cache: Path, log: Path, *, workers: int = 2) -> None:
+    ``conf``: with the shipped configuration (``-c python:blockio.serving.gunicorn_conf``: threaded
+    workers, one socket each, /metrics over every worker), as the README's production command runs it.
+    """
+
+    def __init__(self, root: Path, cache: Path, log: Path, *, workers: int = 2, conf: bool = False) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.log = log
         env = {"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "BLOCKIO_ROOT": str(root), "BLOCKIO_VIEWER_CACHE": str(cache), "BLOCKIO_COOKIE_SECURE": "0"}
+        config = []
+        if conf:
+            config = ["-c", "python:blockio.serving.gunicorn_conf"]
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(log.parent / f"metrics-{self.port}")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{self.port}", "--access-logfile", str(log),
+            [sys.executable, "-m", "gunicorn", *config, "-w", str(workers), "-b", f"127.0.0.1:{self.port}", "--access-logfile", str(log),
              "--access-logformat", '%(p)s "%(r)s" %(s)s', "blockio.serving.app:create_app()"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip

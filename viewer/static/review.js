@@ -1,8 +1,11 @@
 // The review page's side of a stateless view. The server renders the opening state
-// (#view-config); this script opens Neuroglancer's client (same origin, /neuroglancer/)
-// with it in the URL fragment, reads the selection and position from the viewer the
+// (#view-config) and points the frame at Neuroglancer's client (same origin, /neuroglancer/)
+// with it in the URL fragment; this script moves the frame to the navigation of the page's
+// own fragment when there is one, reads the selection and position from the viewer the
 // client exposes (window.viewer), keeps the page's own fragment in step so that a
-// copied link reopens where the reviewer was, and posts verdicts as JSON.
+// copied link reopens where the reviewer was, and posts verdicts as JSON. On a review
+// queue item (config.queue) a verdict closes the item and the next item opens in the
+// same viewer, without reloading the page.
 (function () {
   "use strict";
   const config = JSON.parse(document.getElementById("view-config").textContent);
@@ -47,7 +50,8 @@
 
   function viewerUrl(state) { return config.viewerPrefix + "#!" + encodeURIComponent(JSON.stringify(state)); }
 
-  frame.src = viewerUrl(merged(config.state, parseFragment(location.hash)));
+  const pageNav = parseFragment(location.hash);
+  if (pageNav) frame.src = viewerUrl(merged(config.state, pageNav));  // else the server's src is already loading
 
   let viewer = null;
   const ready = new Promise(resolve => {
@@ -81,15 +85,19 @@
   // POST a verdict as JSON, with the page's CSRF token when it has one; segment ids stay
   // decimal text in the body, so 64-bit ids are not rounded through JavaScript numbers
   async function postVerdict(url, fields, segments) {
+    const ids = (segments || []).filter(s => /^[0-9]{1,20}$/.test(String(s)));
+    let body = JSON.stringify(fields);
+    if (ids.length) body = body.slice(0, -1) + (body.length > 2 ? "," : "") + '"segments":[' + ids.join(",") + "]}";
+    return postJson(url, body);
+  }
+
+  async function postJson(url, body) {
     const headers = {"Content-Type": "application/json", "Accept": "application/json"};
     const token = document.querySelector('meta[name="csrf-token"]');
     if (token && token.content) {
       const header = document.querySelector('meta[name="csrf-header"]');
       headers[header && header.content ? header.content : "X-CSRF-Token"] = token.content;
     }
-    const ids = (segments || []).filter(s => /^[0-9]{1,20}$/.test(String(s)));
-    let body = JSON.stringify(fields);
-    if (ids.length) body = body.slice(0, -1) + (body.length > 2 ? "," : "") + '"segments":[' + ids.join(",") + "]}";
     const resp = await fetch(url, {method: "POST", body: body, headers: headers, credentials: "same-origin"});
     let answer = null;
     try { answer = await resp.json(); } catch (e) { answer = null; }
@@ -108,13 +116,68 @@
     }
   }
 
+  function failure(answer) {
+    return "not stored: " + (answer.body && answer.body.error ? answer.body.error.message : "HTTP " + answer.status);
+  }
+
+  // -- the review queue: the item on the page, its verdict, the next item -------------------
+  const queue = config.queue;
+  const queueLine = document.getElementById("queue-item");
+  let item = queue && queue.item ? {id: queue.item} : null;
+  let moving = null;  // the next item's load in progress (one at a time)
+
+  function showProgress(progress) {
+    const line = document.getElementById("queue-progress");
+    if (line && progress) line.textContent = progress.done + " of " + progress.total + " done, " + progress.open + " open";
+  }
+
+  // centre the viewer on a state's navigation and selection, in the same viewer: layers,
+  // their chunks and meshes already loaded stay (a new page would load them all again)
+  function navigate(v, state) {
+    v.state.restoreState(merged(v.state.toJSON(), navigation(state)));
+  }
+
+  async function nextItem() {
+    if (moving) return moving;
+    moving = (async () => {
+      const answer = await postJson(queue.nextUrl, "{}");
+      if (!answer.ok) { queueLine.textContent = "no item: " + failure(answer).slice(12); return answer; }
+      showProgress(answer.body.progress);
+      if (!answer.body.item) { item = null; queueLine.textContent = "nothing left to review in this queue"; return answer; }
+      const resp = await fetch(answer.body.state_url, {credentials: "same-origin", headers: {"Accept": "application/json"}});
+      if (!resp.ok) { queueLine.textContent = "the next item's view did not load: HTTP " + resp.status; return answer; }
+      const state = await resp.json();
+      navigate(await ready, state);
+      item = answer.body.item;
+      queueLine.textContent = "item " + item.id + " (" + item.kind + "): " + item.reason;
+      history.replaceState(null, "", answer.body.view_url);
+      config.stableUrl = answer.body.view_url;
+      onChange();
+      return answer;
+    })();
+    try { return await moving; } finally { moving = null; }
+  }
+
+  async function closeItem(verdict) {
+    const fields = {verdict: verdict, note: form.elements.note.value};
+    const answer = await postJson(queue.itemsUrl + item.id + "/verdict", JSON.stringify(fields));
+    if (!answer.ok) { statusLine.textContent = failure(answer); return answer; }
+    statusLine.textContent = "stored 1 verdict(s) on item " + item.id;
+    show([answer.body.review]);
+    showProgress(answer.body.progress);
+    form.elements.note.value = "";
+    await nextItem();
+    return answer;
+  }
+
   async function record(verdict, picked) {
+    if (item) return closeItem(verdict);  // on a queue item the verdict is the item's
     const layer = form.elements.layer.value;
     const fields = {layer: layer, verdict: verdict, note: form.elements.note.value};
     if (!picked.segments.length) fields.position = picked.position;
     const answer = await postVerdict(config.reviewUrl, fields, picked.segments);
     if (!answer.ok) {
-      statusLine.textContent = "not stored: " + (answer.body && answer.body.error ? answer.body.error.message : "HTTP " + answer.status);
+      statusLine.textContent = failure(answer);
       return answer;
     }
     statusLine.textContent = "stored " + answer.body.stored.length + " verdict(s)";
@@ -163,6 +226,15 @@
     });
   }
 
+  if (queue) {
+    document.getElementById("next-item").addEventListener("click", () => { nextItem(); });
+    if (item) {
+      fetch(queue.itemsUrl.slice(0, -"/items/".length), {credentials: "same-origin"}).then(r => r.ok ? r.json() : null).then(q => q && showProgress(q.progress));
+    } else {
+      ready.then(() => nextItem());  // opened on the queue itself: take the reviewer's item
+    }
+  }
+
   document.getElementById("copy-state").addEventListener("click", async function () {
     const v = await ready;
     const text = JSON.stringify(v.state.toJSON(), null, 1);
@@ -171,5 +243,8 @@
     try { await navigator.clipboard.writeText(text); this.textContent = "copied"; } catch (e) { this.textContent = "state below"; }
   });
 
-  window.blockioReview = {ready: ready, selection: () => selection(), underMouse: underMouse, postVerdict: postVerdict, record: record};
+  window.blockioReview = {
+    ready: ready, selection: () => selection(), underMouse: underMouse, postVerdict: postVerdict, record: record,
+    nextItem: nextItem, item: () => item, moving: () => moving !== null,
+  };
 })();
