@@ -143,8 +143,9 @@ def evaluate(root: str | os.PathLike[str], dataset_id: str, pred: str, truth: st
     from blockio.store import Store
     from precomputed.catalog import Catalog, now
     from precomputed.ingest import local_root
+    from precomputed.storage import is_remote
 
-    root_path = local_root(root)
+    root_path: str | os.PathLike[str] = str(root) if is_remote(root) else local_root(root)
     store = Store(root_path, cache_bytes=0)
     layers = store.layers(dataset_id)
     for role, name in (("pred", pred), ("truth", truth)):

@@ -3,11 +3,17 @@
 The volume is cut into chunk-aligned *cores* of ``core`` voxels, numbered in
 x-fastest order; a task reads its core grown by ``halo`` on every side (its
 *window*) and writes only the core. Everything a task leaves behind lives in
-the run's staging folder, written with :func:`save_atomic`.
+the run's staging folder, written with :func:`save_atomic`, or, when
+``bucket`` names a bucket root (``s3://``, ``gs://``), under the key prefix
+``staging`` of that root: the workers of a cluster share nothing else, and
+each object PUT is whole, as a rename is locally. Tasks go through
+:meth:`RunPlan.save`, :meth:`RunPlan.has`, :meth:`RunPlan.load` and
+:meth:`RunPlan.touch`, never through paths.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Callable
@@ -39,6 +45,7 @@ class RunPlan:
     normalize: str | None
     threshold: float
     blend: bool
+    bucket: str | None = None  # a bucket root's URL: ``staging`` is then a key prefix under it
 
     @property
     def counts(self) -> Xyz:
@@ -72,8 +79,56 @@ class RunPlan:
         return VoxelBox(tuple(a - h for a, h in zip(box.start, self.halo)), tuple(b + h for b, h in zip(box.stop, self.halo)))  # type: ignore[arg-type]
 
     def path(self, name: str) -> Path:
-        """A file of the staging folder."""
+        """A file of the local staging folder."""
+        if self.bucket is not None:
+            raise RuntimeError(f"internal: {name!r} of a run staged in a bucket has no local path")
         return Path(self.staging) / name
+
+    def key(self, name: str) -> str:
+        """The object of a run staged in a bucket."""
+        return f"{self.staging}/{name}"
+
+    def _storage(self) -> Any:
+        from precomputed.bucket import root_storage
+
+        return root_storage(str(self.bucket))
+
+    def has(self, name: str) -> bool:
+        """Whether the staged file or object ``name`` exists (a task's done marker)."""
+        return self.path(name).exists() if self.bucket is None else bool(self._storage().exists(self.key(name)))
+
+    def save(self, name: str, write: Callable[[Any], None]) -> None:
+        """Stage ``name`` whole: ``write(fh)`` into a temp file renamed into place, or into one object PUT."""
+        if self.bucket is None:
+            save_atomic(self.path(name), write)
+            return
+        buffer = io.BytesIO()
+        write(buffer)
+        self._storage().put(self.key(name), buffer.getvalue(), durable=False)
+
+    def touch(self, name: str) -> None:
+        """An empty done marker."""
+        self.save(name, lambda fh: fh.write(b""))
+
+    def read(self, name: str) -> bytes | None:
+        """The bytes of a staged file or object; None when missing."""
+        if self.bucket is None:
+            try:
+                return self.path(name).read_bytes()
+            except FileNotFoundError:
+                return None
+        return self._storage().get(self.key(name))  # type: ignore[no-any-return]
+
+    def load(self, name: str, *, mmap: bool = False) -> Any:
+        """``numpy.load`` of a staged ``.npy`` / ``.npz`` (memory-mapped locally with ``mmap``)."""
+        import numpy as np
+
+        if self.bucket is None:
+            return np.load(self.path(name), mmap_mode="r" if mmap else None)
+        data = self.read(name)
+        if data is None:
+            raise FileNotFoundError(self._storage().url_for(self.key(name)))
+        return np.load(io.BytesIO(data))
 
 
 def save_atomic(path: Path, write: Callable[[Any], None]) -> None:

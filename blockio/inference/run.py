@@ -41,7 +41,12 @@ module is the run: its plan, its passes and its commit.
 Execution: idempotent Dask tasks (:func:`precomputed.execution.run_tasks`)
 with markers under ``ROOT/.staging/<id>/<name>-inference/``; a killed run
 resumes with the same call and gives the same layer bit for bit. Memory is
-bounded by the task (core + halo), never by the volume.
+bounded by the task (core + halo), never by the volume. On a bucket root
+(``s3://``, ``gs://``) that staging folder is a key prefix of the bucket
+(workers of a cluster share nothing else), the run's lock is a lease object
+beside it (:class:`precomputed.bucket_lock.BucketLock`, renewed while the
+run lasts) and the layer is published by one catalog write
+(:mod:`precomputed.segmentation_bucket`).
 
 The commit is idempotent too. The layer's provenance carries the plan's
 fingerprint; a rerun that finds the staging folder of the same plan and a
@@ -74,7 +79,7 @@ import numpy as np
 
 from blockio.errors import BlockioError, InvalidRequest
 from blockio.inference.options import InferenceOptions, with_overrides
-from blockio.inference.plan import RunPlan, save_atomic
+from blockio.inference.plan import RunPlan
 from blockio.inference.protocol import Model, load_model, model_name, model_parameters, model_version
 from blockio.inference.stitching import global_ids
 from blockio.inference.tasks import open_store, segment_task, write_task
@@ -137,15 +142,15 @@ def run_inference(
     precomputed.errors.StoreError
         Writing failed (a full disk, an I/O error); rerun the same call to resume.
     """
-    from filelock import FileLock, Timeout
-
     from precomputed.ingest import STAGING, local_root
+    from precomputed.storage import is_remote
 
     opts = with_overrides(options, overrides)
     started = time.monotonic()
     _check_name(name)
-    root_path = local_root(root)
-    record = open_store(str(root_path)).info(dataset_id)  # DatasetNotFound names the catalogued ids
+    bucket = str(root) if is_remote(root) else None
+    root_text = bucket or str(local_root(root))
+    record = open_store(root_text).info(dataset_id)  # DatasetNotFound names the catalogued ids
     model_fn = load_model(model)
     label = model_name(model)
     if not isinstance(model, str) and opts.scheduler not in (None, "threads", "sync"):
@@ -159,8 +164,8 @@ def run_inference(
     if core != opts.block:
         log.info("block %s rounded up to %s, a multiple of the chunk size %s", list(opts.block), list(core), list(chunk))
 
-    staging = root_path / STAGING / dataset_id / f"{name}-inference"
-    plan = RunPlan(str(root_path), dataset_id, name, model if isinstance(model, str) else model_fn, label, str(staging), shape, core, opts.overlap, opts.mip, opts.normalize, opts.threshold, opts.blend)
+    staging = f"{STAGING}/{dataset_id}/{name}-inference" if bucket else str(Path(root_text) / STAGING / dataset_id / f"{name}-inference")
+    plan = RunPlan(root_text, dataset_id, name, model if isinstance(model, str) else model_fn, label, staging, shape, core, opts.overlap, opts.mip, opts.normalize, opts.threshold, opts.blend, bucket)
     content = {
         "version": PLAN_VERSION,
         # the image's own version: writing another layer of the dataset does not void a resumable run
@@ -177,12 +182,13 @@ def run_inference(
         "blend": opts.blend,
     }
     fingerprint = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(staging.parent / f"{name}-inference.lock"))
+    lock = _run_lock(plan)
     try:
-        lock.acquire(timeout=0)
-    except Timeout as exc:
-        raise InvalidRequest(f"another inference into layer {name!r} of {dataset_id!r} is running") from exc
+        lock.acquire()
+    except (TimeoutError, OSError) as exc:  # filelock's Timeout is a TimeoutError too
+        if isinstance(exc, TimeoutError):
+            raise InvalidRequest(f"another inference into layer {name!r} of {dataset_id!r} is running") from exc
+        raise _store_error(exc, name, dataset_id) from exc
     try:
         layer = _run(plan, opts, model_fn, content, fingerprint, started)
     except (BlockioError, PrecomputedError):  # OSError subclasses that say what went wrong already
@@ -193,6 +199,20 @@ def run_inference(
         lock.release()
     log.info("layer %s of %s: %s segments in %.1f s", name, dataset_id, layer.get("segments"), time.monotonic() - started)
     return layer
+
+
+def _run_lock(plan: RunPlan) -> Any:
+    """The lock of one layer's runs: a file beside the staging folder, or a lease object in the bucket."""
+    if plan.bucket is not None:
+        from precomputed.bucket import root_storage
+        from precomputed.bucket_lock import BucketLock
+
+        return BucketLock(root_storage(plan.bucket), f"{plan.staging}.lock", ttl_s=30.0, timeout_s=0.0, renew=True)
+    from filelock import FileLock
+
+    staging = Path(plan.staging)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(staging.parent / f"{plan.name}-inference.lock"), timeout=0)
 
 
 def _store_error(exc: OSError, name: str, dataset_id: str) -> Exception:
@@ -221,17 +241,17 @@ def _run(plan: RunPlan, opts: InferenceOptions, model_fn: Model, content: dict[s
     from precomputed.execution import run_tasks
     from precomputed.segmentation_commit import resume_commit
 
-    root, staging = Path(plan.root), Path(plan.staging)
-    _remove_trash(staging)
-    resume_commit(root, plan.dataset, plan.name)  # a run killed while moving its stores into place
-    existing = Catalog(root).get(plan.dataset)["layers"].get(plan.name)
-    if existing is not None and _staged_fingerprint(staging) == fingerprint and existing.get("provenance", {}).get("plan") == fingerprint:
+    if plan.bucket is None:
+        _remove_trash(Path(plan.staging))
+        resume_commit(Path(plan.root), plan.dataset, plan.name)  # a run killed while moving its stores into place
+    existing = Catalog(plan.root).get(plan.dataset)["layers"].get(plan.name)
+    if existing is not None and _staged_fingerprint(plan) == fingerprint and existing.get("provenance", {}).get("plan") == fingerprint:
         log.info("layer %s of %s was written by this plan before the run was killed; removing its staging folder", plan.name, plan.dataset)
-        _discard(staging)
+        _discard(plan)
         return existing  # type: ignore[no-any-return]
     if existing is not None and not opts.overwrite:
         raise InvalidRequest(f"dataset {plan.dataset!r} has a layer {plan.name!r} already; pass overwrite=True (--overwrite) to replace it")
-    resuming = _prepare(staging, fingerprint, content)
+    resuming = _prepare(plan, fingerprint, content)
     writer = _open_or_create(plan, resuming, opts.overwrite)
     if tuple(int(v) for v in writer.shape_xyz) != plan.shape or any(c % w for c, w in zip(plan.core, writer.chunk_size)):
         raise RuntimeError(f"internal: writer grid {writer.shape_xyz} / {writer.chunk_size} does not match the plan {plan.shape} / {plan.core}")
@@ -239,10 +259,9 @@ def _run(plan: RunPlan, opts: InferenceOptions, model_fn: Model, content: dict[s
     if opts.blend:
         run_tasks(segment_task, [(plan, i, "predict") for i in range(plan.tasks)], desc=f"{plan.name}: predict", **common)
     run_tasks(segment_task, [(plan, i, "segment") for i in range(plan.tasks)], desc=f"{plan.name}: segment", **common)
-    lut_path = plan.path("lut.npy")
     lut, offsets, segments = global_ids(plan)
-    if not lut_path.exists():
-        save_atomic(lut_path, lambda fh: np.save(fh, lut))
+    if not plan.has("lut.npy"):
+        plan.save("lut.npy", lambda fh: np.save(fh, lut))
     run_tasks(write_task, [(plan, i, offsets[i], offsets[i + 1]) for i in range(plan.tasks)], desc=f"{plan.name}: write", **common)
     provenance = {
         "model": plan.model_name,
@@ -265,13 +284,13 @@ def _run(plan: RunPlan, opts: InferenceOptions, model_fn: Model, content: dict[s
         "command": opts.command if opts.command is not None else shlex.join(sys.argv),
     }
     layer = writer.finalize(provenance=provenance, meshes=opts.meshes, workers=opts.workers, scheduler=opts.scheduler, progress=opts.progress)
-    _discard(staging)
+    _discard(plan)
     return layer  # type: ignore[no-any-return]
 
 
-def _staged_fingerprint(staging: Path) -> str | None:
+def _staged_fingerprint(plan: RunPlan) -> str | None:
     try:
-        return json.loads((staging / "plan.json").read_text()).get("fingerprint")  # type: ignore[no-any-return]
+        return json.loads(plan.read("plan.json") or b"null").get("fingerprint")  # type: ignore[no-any-return]
     except (OSError, ValueError, AttributeError):
         return None
 
@@ -280,8 +299,23 @@ def _trash_of(staging: Path) -> Path:
     return staging.with_name(f".{staging.name}.trash")
 
 
-def _discard(staging: Path) -> None:
-    """Remove the staging folder: one rename first, so a kill leaves it whole or gone."""
+def _discard(plan: RunPlan) -> None:
+    """Remove the staging folder: one rename first, so a kill leaves it whole or gone.
+
+    In a bucket the objects go one by one, ``plan.json`` last: a kill
+    meanwhile leaves a plan whose layer the catalog holds already, which the
+    next run recognises and removes.
+    """
+    if plan.bucket is not None:
+        from precomputed.bucket import delete_prefix, root_storage
+
+        storage = root_storage(plan.bucket)
+        for key in storage.list(plan.staging + "/"):
+            if key != plan.key("plan.json"):
+                storage.delete(key)
+        delete_prefix(storage, plan.staging)
+        return
+    staging = Path(plan.staging)
     trash = _trash_of(staging)
     if staging.exists():
         shutil.rmtree(trash, ignore_errors=True)
@@ -293,34 +327,47 @@ def _remove_trash(staging: Path) -> None:
     shutil.rmtree(_trash_of(staging), ignore_errors=True)
 
 
-def _prepare(staging: Path, fingerprint: str, content: dict[str, Any]) -> bool:
+def _prepare(plan: RunPlan, fingerprint: str, content: dict[str, Any]) -> bool:
     """Reuse the staging folder of the same plan (True: resuming), else empty it and write the plan."""
-    from precomputed.staging import reuse_or_reset
+    if plan.bucket is not None:
+        from precomputed.bucket import root_storage
+        from precomputed.staging import staged_plan
 
-    if reuse_or_reset(staging, fingerprint, "inference"):
-        return True
-    _write_plan(staging / "plan.json", {"fingerprint": fingerprint, "plan": content, "writer": False})
+        if staged_plan(root_storage(plan.bucket), plan.staging, fingerprint, "inference") is not None:
+            return True
+    else:
+        from precomputed.staging import reuse_or_reset
+
+        if reuse_or_reset(Path(plan.staging), fingerprint, "inference"):
+            return True
+    _write_plan(plan, {"fingerprint": fingerprint, "plan": content, "writer": False})
     return False
 
 
-def _write_plan(path: Path, content: dict[str, Any]) -> None:
+def _write_plan(plan: RunPlan, content: dict[str, Any]) -> None:
     text = json.dumps(content, indent=1, sort_keys=True, default=str).encode()
-    save_atomic(path, lambda fh: fh.write(text))
+    plan.save("plan.json", lambda fh: fh.write(text))
 
 
 def _open_or_create(plan: RunPlan, resuming: bool, overwrite: bool) -> Any:
     """The staged output layer: reopened when a previous run created it, else created."""
     from precomputed.segmentation import SegmentationWriter
 
-    plan_file = plan.path("plan.json")
-    content = json.loads(plan_file.read_text())
+    content = json.loads(plan.read("plan.json") or b"{}")
     if resuming and content.get("writer"):
         try:
             return SegmentationWriter.open(plan.root, plan.dataset, plan.name)
         except (PrecomputedError, OSError, KeyError, ValueError) as exc:
             log.warning("cannot reopen the staged layer (%s): writing it again", exc)
-    for marker in Path(plan.staging).glob("p2-*.done"):
-        marker.unlink()
+    if plan.bucket is not None:
+        from precomputed.bucket import root_storage
+
+        storage = root_storage(plan.bucket)
+        for key in list(storage.list(plan.key("p2-"))):
+            storage.delete(key)
+    else:
+        for marker in Path(plan.staging).glob("p2-*.done"):
+            marker.unlink()
     writer = SegmentationWriter.create(plan.root, plan.dataset, plan.name, dtype="uint32", overwrite=overwrite)
-    _write_plan(plan_file, {**content, "writer": True})
+    _write_plan(plan, {**content, "writer": True})
     return writer

@@ -29,7 +29,7 @@ def _find(parent: npt.NDArray[np.int64], a: int) -> int:
 
 
 def _face(plan: RunPlan, index: int, face: str) -> npt.NDArray[np.int64]:
-    with np.load(plan.path(f"p1-{index}.npz")) as m:
+    with plan.load(f"p1-{index}.npz") as m:
         return np.asarray(m[face], dtype=np.int64).ravel()
 
 
@@ -52,7 +52,7 @@ def global_ids(plan: RunPlan) -> tuple[npt.NDArray[np.uint32], list[int], int]:
     """
     per_task = []
     for i in range(plan.tasks):
-        with np.load(plan.path(f"p1-{i}.npz")) as m:
+        with plan.load(f"p1-{i}.npz") as m:
             per_task.append((m["firsts"], m["classes"]))
     offsets = np.concatenate([[0], np.cumsum([len(c) for _, c in per_task])]).astype(np.int64)
     total = int(offsets[-1])

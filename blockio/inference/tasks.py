@@ -10,6 +10,11 @@ marker.
   saves them with the faces and first voxels that
   :mod:`blockio.inference.stitching` joins;
 - :func:`write_task` maps a core's components to their final ids and writes it.
+
+What a task stages goes through the plan (:meth:`RunPlan.save` and
+friends): files of a local staging folder, or objects under
+``.staging/<id>/<name>-inference/`` of a bucket root, which is all the
+workers of a cluster share.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from blockio.errors import InvalidRequest
-from blockio.inference.plan import RunPlan, save_atomic
+from blockio.inference.plan import RunPlan
 from blockio.inference.protocol import Model, check_output, load_model
 
 __all__ = ["cosine_ramp", "open_store", "segment_task", "write_task"]
@@ -98,7 +103,7 @@ def _blended(plan: RunPlan, index: int) -> npt.NDArray[np.float32]:
                 part = box.intersect(win)
                 if part.empty:
                     continue
-                scores = np.load(plan.path(f"scores-{k}.npy"), mmap_mode="r")
+                scores = plan.load(f"scores-{k}.npy", mmap=True)
                 wz, wy, wx = (cosine_ramp(n, h) for n, h in zip(reversed(win.size), reversed(plan.halo)))
                 sz, sy, sx = part.slices_zyx(win.start)
                 w = wz[sz, None, None] * wy[None, sy, None] * wx[None, None, sx]
@@ -155,15 +160,15 @@ def segment_task(job: tuple[RunPlan, int, str]) -> int:
     """Pass "predict" (blend only: save scores) or "segment" (components, faces, first voxels)."""
     plan, index, mode = job
     if mode == "predict":
-        target = plan.path(f"scores-{index}.npy")
-        if not target.exists():
+        target = f"scores-{index}.npy"
+        if not plan.has(target):
             scores = _predict(plan, index)
             if scores.ndim != 4:
                 raise InvalidRequest(f"model {plan.model_name!r} returned labels: blend=True needs a model that returns scores [K, Z, Y, X]")
-            save_atomic(target, lambda fh: np.save(fh, scores.astype(np.float32, copy=False)))
+            plan.save(target, lambda fh: np.save(fh, scores.astype(np.float32, copy=False)))
         return 0
-    marker = plan.path(f"p1-{index}.npz")
-    if marker.exists():
+    marker = f"p1-{index}.npz"
+    if plan.has(marker):
         return 0
     instance = bool(getattr(_model_of(plan), "instance", False))
     if plan.blend:
@@ -185,23 +190,23 @@ def segment_task(job: tuple[RunPlan, int, str]) -> int:
     firsts = np.zeros(n + 1, dtype=np.int64)
     firsts[ids] = linear
     faces = {"x0": comp[:, :, 0], "x1": comp[:, :, -1], "y0": comp[:, 0, :], "y1": comp[:, -1, :], "z0": comp[0], "z1": comp[-1]}
-    save_atomic(plan.path(f"labels-{index}.npy"), lambda fh: np.save(fh, comp))
+    plan.save(f"labels-{index}.npy", lambda fh: np.save(fh, comp))
     arrays: dict[str, Any] = {"firsts": firsts[1:], "classes": cls, **{k: np.ascontiguousarray(v) for k, v in faces.items()}}
-    save_atomic(marker, lambda fh: np.savez(fh, **arrays))
+    plan.save(marker, lambda fh: np.savez(fh, **arrays))
     return n
 
 
 def write_task(job: tuple[RunPlan, int, int, int]) -> None:
     """Map one core's components to final ids and write it."""
     plan, index, lo, hi = job
-    marker = plan.path(f"p2-{index}.done")
-    if marker.exists():
+    marker = f"p2-{index}.done"
+    if plan.has(marker):
         return
-    comp = np.load(plan.path(f"labels-{index}.npy"))
-    lut = np.asarray(np.load(plan.path("lut.npy"), mmap_mode="r")[lo:hi])
+    comp = plan.load(f"labels-{index}.npy")
+    lut = np.asarray(plan.load("lut.npy", mmap=True)[lo:hi])
     writer = _writer(plan)
     writer.write_block(plan.box(index).start, lut[comp])
-    marker.touch()
+    plan.touch(marker)
 
 
 _WRITERS: dict[tuple[str, str, str, int], Any] = {}
@@ -210,6 +215,8 @@ _WRITERS: dict[tuple[str, str, str, int], Any] = {}
 def _writer(plan: RunPlan) -> Any:
     from precomputed.segmentation import SegmentationWriter
 
+    if plan.bucket is not None:  # each run's layer has keys of its own (a new tag): reopen it, one GET
+        return SegmentationWriter.open(plan.root, plan.dataset, plan.name)
     key = (plan.root, plan.dataset, plan.name, os.getpid())
     if key not in _WRITERS:
         _WRITERS[key] = SegmentationWriter.open(plan.root, plan.dataset, plan.name)
