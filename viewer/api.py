@@ -19,6 +19,7 @@ from blockio.serving.api import get_store
 from blockio.serving.auth import require
 from blockio.serving.bodies import parse_json_object
 from blockio.serving.openapi import ERROR_RESPONSE
+from blockio.serving.query import int_arg
 from precomputed.ingest import validate_id
 
 from .reviews import MAX_NOTE, VERDICTS, ReviewLog
@@ -41,25 +42,12 @@ def _segmentation_layers(dataset: str) -> list[str]:
     return sorted(name for name, meta in record["layers"].items() if meta.get("type") == "segmentation")
 
 
-def _int_arg(name: str, lo: int, hi: int) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be an integer, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise InvalidRequest(f"{name} must be between {lo} and {hi}, got {value}")
-    return value
-
-
 @bp.get("/datasets/<dataset>/reviews")
 def list_reviews(dataset: str) -> Response:
     """A page of this dataset's verdicts, newest first."""
     _segmentation_layers(dataset)
-    per_page = _int_arg("per_page", 1, MAX_PER_PAGE) or 100
-    before = _int_arg("before", 1, 2**62)
+    per_page = int_arg("per_page", 100, 1, MAX_PER_PAGE)
+    before = int_arg("before", None, 1, 2**62)
     layer = request.args.get("layer") or None
     log_ = _reviews()
     items, next_before = log_.page(dataset, limit=per_page, before=before, layer=layer)

@@ -22,6 +22,7 @@ from blockio.errors import Busy, DatasetUnavailable, InvalidRequest, OutOfBounds
 from blockio.limits import check_block_size
 from blockio.normalize import NORMALIZATIONS
 from blockio.serving.json_provider import finite_record
+from blockio.serving.query import int_arg
 from blockio.store import Store
 from precomputed.catalog import layer_version
 
@@ -59,25 +60,12 @@ def check_path_ids(endpoint: str | None, values: dict[str, Any] | None) -> None:
         raise InvalidRequest(f"invalid layer name {layer!r}: use 1-128 characters of A-Z a-z 0-9 . _ -")
 
 
-def _int_arg(name: str, default: int, lo: int = 0, hi: int = 1 << 30) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be an integer, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise InvalidRequest(f"{name} must be between {lo} and {hi}, got {value}")
-    return value
-
-
 @bp.get("/datasets")
 def datasets() -> Response:
     """Catalog records, paged: ``?page=1&per_page=50``; an unusable record is listed with its problem."""
     store = get_store()
-    page = _int_arg("page", 1, 1)
-    per_page = _int_arg("per_page", 50, 1, 1000)
+    page = int_arg("page", 1, 1)
+    per_page = int_arg("per_page", 50, 1, 1000)
     ids = store.datasets()
     items = []
     for dataset_id in ids[(page - 1) * per_page : page * per_page]:
@@ -117,7 +105,7 @@ def _validated_block(store: Store, settings: Settings, dataset: str) -> dict[str
         raise InvalidRequest("offset=x,y,z and size=x,y,z are required")
     offset = parse_xyz(args["offset"], "offset")
     size = parse_xyz(args["size"], "size", positive=True)
-    mip = _int_arg("mip", 0, 0, 64)
+    mip = int_arg("mip", 0, 0, 64)
     layer = args.get("layer", "image")
     boundary = args.get("boundary", "error")
     if boundary not in BOUNDARIES:
