@@ -35,10 +35,17 @@ def slabs(store: Any, dataset: str, layer: str, *, slab_voxels: int = SLAB_VOXEL
         yield offset, store.read_block(dataset, offset, (nx, ny, dz), layer=layer)
 
 
-def _coordinates(offset: Xyz, block: npt.NDArray[Any], where: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
-    """``[n, 3]`` (x, y, z) voxel coordinates of the block's ``where`` voxels."""
-    z, y, x = np.nonzero(where)
-    return np.stack([x + offset[0], y + offset[1], z + offset[2]], axis=1).astype(np.float64)
+def _hits(
+    store: Any, dataset: str, layer: str, wanted: npt.NDArray[np.uint64], slab_voxels: int
+) -> Iterator[tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]]:
+    """For each slab that holds any ``wanted`` id: the index into ``wanted`` of each such voxel and its ``[n, 3]`` (x, y, z)."""
+    for offset, block in slabs(store, dataset, layer, slab_voxels=slab_voxels):
+        labels = block.astype(np.uint64, copy=False)
+        where = np.isin(labels, wanted)
+        if not where.any():
+            continue
+        z, y, x = np.nonzero(where)
+        yield np.searchsorted(wanted, labels[where]), np.stack([x + offset[0], y + offset[1], z + offset[2]], axis=1).astype(np.float64)
 
 
 def segment_places(
@@ -62,13 +69,7 @@ def segment_places(
         return {}
     sums = np.zeros((len(wanted), 3), dtype=np.float64)
     counts = np.zeros(len(wanted), dtype=np.float64)
-    for offset, block in slabs(store, dataset, layer, slab_voxels=slab_voxels):
-        labels = block.astype(np.uint64, copy=False)
-        where = np.isin(labels, wanted)
-        if not where.any():
-            continue
-        index = np.searchsorted(wanted, labels[where])
-        coords = _coordinates(offset, block, where)
+    for index, coords in _hits(store, dataset, layer, wanted, slab_voxels):
         counts += np.bincount(index, minlength=len(wanted))
         for axis in range(3):
             sums[:, axis] += np.bincount(index, weights=coords[:, axis], minlength=len(wanted))
@@ -78,13 +79,7 @@ def segment_places(
     scale = np.asarray(voxel_size, dtype=np.float64)
     best = np.full(len(wanted), np.inf)
     place = np.zeros((len(wanted), 3), dtype=np.int64)
-    for offset, block in slabs(store, dataset, layer, slab_voxels=slab_voxels):
-        labels = block.astype(np.uint64, copy=False)
-        where = np.isin(labels, wanted)
-        if not where.any():
-            continue
-        index = np.searchsorted(wanted, labels[where])
-        coords = _coordinates(offset, block, where)
+    for index, coords in _hits(store, dataset, layer, wanted, slab_voxels):
         distance = (((coords - centroids[index]) * scale) ** 2).sum(axis=1)
         # the nearest voxel of each id in this slab: sort by (id, distance), keep each id's first
         order = np.lexsort((distance, index))
