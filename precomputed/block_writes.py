@@ -22,6 +22,11 @@
 Segment properties and meshes are not recomputed per block: the layer
 record lists them under ``stale``. A killed process can leave the layer
 half swapped; each chunk file is still whole (renames are atomic).
+
+On an ``s3://`` or ``gs://`` root the same steps run over the root's storage
+(:mod:`precomputed.block_writes_bucket`): a lease object for the lock, new
+chunk objects PUT in place after the old ones are backed up, the same
+rollback on failure.
 """
 
 from __future__ import annotations
@@ -39,11 +44,12 @@ import numpy.typing as npt
 
 from .catalog import Catalog, new_version, now
 from .checksum_writes import update_checksums
-from .checksums import load_manifest, manifest_path
+from .checksums import Manifest, load_manifest, manifest_path
 from .chunk_writer import ScaleWriter
 from .errors import InvalidOption, LayerNotFound, PrecomputedError, WriteFailed
 from .file_swap import FileSwap, recover
 from .geometry import VoxelBox, Xyz, chunk_grid, projection
+from .storage import Storage, is_remote, open_root
 
 __all__ = ["LOCK_TIMEOUT_S", "journal_path", "layer_lock", "write_block"]
 
@@ -62,23 +68,68 @@ def layer_lock(root: Path, dataset_id: str, layer: str) -> Any:
     return FileLock(str(locks / f"{dataset_id}.{layer}.lock"), timeout=LOCK_TIMEOUT_S)
 
 
+class _LocalLayer:
+    """What a block write needs of a layer in a local root: file lock, file swap, manifests on disk."""
+
+    def __init__(self, root: Path, layer_key: str) -> None:
+        self.root = root
+        self.path = str(root / layer_key)
+
+    def target(self, key: str) -> str:
+        return str(self.root / key)
+
+    def lock(self, dataset_id: str, layer: str, timeout_s: float) -> Any:
+        return layer_lock(self.root, dataset_id, layer)
+
+    def recover(self, version: str | None) -> None:
+        recover(journal_path(self.path))
+
+    def swap(self, version: str) -> FileSwap:
+        return FileSwap(journal=journal_path(self.path))
+
+    def manifest(self, scale: str) -> Manifest | None:
+        return load_manifest(self.path, scale)
+
+    def protect_manifest(self, swap: Any, scale: str) -> None:
+        swap.protect(manifest_path(self.path, scale))
+
+    def set_checksums(self, scale: str, entries: dict[str, Any]) -> None:
+        update_checksums(self.path, scale, entries)
+
+
+def _layer_of(root: str | os.PathLike[str], storage: Storage, dataset_id: str, layer: str, layer_key: str) -> Any:
+    if storage.is_local:
+        return _LocalLayer(Path(storage.local_path() or root), layer_key)
+    from .block_writes_bucket import BucketLayer
+
+    return BucketLayer(storage, dataset_id, layer, layer_key)
+
+
 @dataclass(frozen=True)
 class _Level:
-    """One mip of the layer: its precomputed scale and, when there is one, its OME-Zarr array folder."""
+    """One mip of the layer: its precomputed scale and, when there is one, the key of its OME-Zarr array."""
 
     mip: int
     scale: ScaleWriter
     factor: Xyz
-    zarr: Path | None
+    zarr: str | None
+    storage: Storage
+    layer_key: str
 
     @property
     def bounds(self) -> VoxelBox:
         return VoxelBox.from_offset_size(self.scale.offset, self.scale.size)
 
+    def zarr_meta(self) -> bytes:
+        data = self.storage.get(f"{self.zarr}/zarr.json")
+        if data is None:
+            raise FileNotFoundError(self.storage.url_for(f"{self.zarr}/zarr.json"))
+        return data
+
     def zarr_chunk(self) -> Xyz | None:
         if self.zarr is None:
             return None
-        meta = json.loads((self.zarr / "zarr.json").read_text())
+        meta = json.loads(self.zarr_meta())
         z, y, x = meta["chunk_grid"]["configuration"]["chunk_shape"][-3:]
         return (int(x), int(y), int(z))
 
@@ -98,35 +149,46 @@ def _check_block(block: Array, dtype: np.dtype[Any]) -> None:
         raise InvalidOption(f"label ids must lie in 0..{np.iinfo(dtype).max} for this {dtype.name} layer")
 
 
-def _levels(root: Path, record: dict[str, Any], meta: dict[str, Any]) -> list[_Level]:
-    layer_path = str(root / meta["path"])
+def _levels(root: str | os.PathLike[str], storage: Storage, record: dict[str, Any], meta: dict[str, Any]) -> list[_Level]:
+    key = str(meta["path"])
     compress = "gzip" if meta.get("compression") == "gzip" else "none"
-    with open(os.path.join(layer_path, "info"), encoding="utf-8") as fh:
-        scales = json.load(fh)["scales"]
+    info = storage.get(f"{key}/info")
+    if info is None:
+        raise FileNotFoundError(storage.url_for(f"{key}/info"))
+    scales = json.loads(info)["scales"]
     if any(s.get("sharding") for s in scales):  # a shard is rewritten whole, by the writer that owns its box
         raise InvalidOption(f"layer {meta['path']} is sharded: block writes go to unsharded layers; write the layer again with write_segmentation")
-    labels = root / meta["zarr"] if meta.get("zarr") else None
-    if labels is not None and not (labels / "zarr.json").exists():
+    remote = not storage.is_local
+    if remote and compress == "gzip":
+        raise InvalidOption(f"layer {meta['path']} is gzip-compressed on a bucket root: block writes there go to uncompressed layers for now")
+    labels = str(meta["zarr"]) if meta.get("zarr") else None
+    if labels is not None and not storage.exists(f"{labels}/zarr.json"):
         log.warning("layer %s lists an OME-Zarr copy %s that does not exist; writing the precomputed layer only", meta["path"], labels)
         labels = None
+    layer = key if remote else str(Path(storage.local_path() or root) / key)
     out = []
     for mip in range(len(scales)):
         factor = tuple(int(f) for f in record["mips"][mip].get("factor", (1, 1, 1))) if mip else (1, 1, 1)
-        out.append(_Level(mip, ScaleWriter.open(layer_path, mip, compress=compress), factor, None if labels is None else labels / str(mip)))  # type: ignore[arg-type]
+        scale = ScaleWriter.open(layer, mip, compress=compress, root=str(root) if remote else None)
+        out.append(_Level(mip, scale, factor, None if labels is None else f"{labels}/{mip}", storage, key))  # type: ignore[arg-type]
     return out
 
 
 def _read(level: _Level, box: VoxelBox, verifier: Any) -> Array:
-    """``box`` of the live layer as ``[c, z, y, x]``; chunks never written are background (0)."""
+    """``box`` of the live layer as ``[c, z, y, x]``; chunks never written are background (0).
+
+    The chunks are fetched as one batch (concurrent GETs on a bucket), each under
+    its plain name or as a ``.gz`` file.
+    """
     scale = level.scale
     out = np.zeros((scale.channels, *reversed(box.size)), dtype=scale.dtype)
-    folder = Path(scale.layer) / scale.key
-    for _, chunk_box in chunk_grid(box, scale.chunk_size, level.bounds):
-        name = scale.chunk_name(chunk_box.start)
+    grid = [(scale.chunk_name(chunk_box.start), chunk_box) for _, chunk_box in chunk_grid(box, scale.chunk_size, level.bounds)]
+    prefix = f"{level.layer_key}/{scale.key}"
+    found = level.storage.get_many([f"{prefix}/{name}{suffix}" for name, _ in grid for suffix in ("", ".gz")])
+    for name, chunk_box in grid:
         for suffix in ("", ".gz"):
-            try:
-                data = (folder / (name + suffix)).read_bytes()
-            except FileNotFoundError:
+            data = found.get(f"{prefix}/{name}{suffix}")
+            if data is None:
                 continue
             chunk = verifier.decode(f"{scale.key}/{name}", data, gzipped=bool(suffix))
             dst, src = projection(box, chunk_box)
@@ -165,7 +227,7 @@ def _new_levels(levels: list[_Level], box: VoxelBox, block: Array, verifier: Any
     return out
 
 
-def _stage_precomputed(swap: FileSwap, level: _Level, touched: VoxelBox, region: VoxelBox, data: Array) -> dict[str, str]:
+def _stage_precomputed(swap: Any, place: Any, level: _Level, touched: VoxelBox, region: VoxelBox, data: Array) -> dict[str, str]:
     from cloudfiles import compression
 
     from .checksums import digest
@@ -177,26 +239,26 @@ def _stage_precomputed(swap: FileSwap, level: _Level, touched: VoxelBox, region:
         payload = scale.encode(data[(slice(None), *chunk_box.slices_zyx(region.start))])
         name = scale.chunk_name(chunk_box.start)
         digests[name] = digest(payload)
-        swap.stage(Path(scale.layer) / scale.key / (name + suffix), compression.compress(payload, "gzip") if suffix else payload)
+        swap.stage(place(f"{level.layer_key}/{scale.key}/{name}{suffix}"), compression.compress(payload, "gzip") if suffix else payload)
     return digests
 
 
-def _stage_zarr(swap: FileSwap, folder: Path, zchunk: Xyz, bounds: VoxelBox, touched: VoxelBox, region: VoxelBox, data: Array) -> int:
-    """Encode the touched chunks of one OME-Zarr level (``folder``) with its own codecs, in memory, and stage them."""
+def _stage_zarr(swap: Any, place: Any, level: _Level, zchunk: Xyz, touched: VoxelBox, region: VoxelBox, data: Array) -> int:
+    """Encode the touched chunks of one OME-Zarr level with its own codecs, in memory, and stage them."""
     import zarr
     from zarr.core.buffer import cpu
     from zarr.storage import MemoryStore
 
     from . import omezarr
 
-    aligned = touched.aligned(zchunk, bounds)
-    files: dict[str, Any] = {"zarr.json": cpu.Buffer.from_bytes((folder / "zarr.json").read_bytes())}
+    aligned = touched.aligned(zchunk, level.bounds)
+    files: dict[str, Any] = {"zarr.json": cpu.Buffer.from_bytes(level.zarr_meta())}
     array = zarr.open_array(store=MemoryStore(store_dict=files), mode="r+").with_config({"write_empty_chunks": True})
     omezarr.write_box(array, aligned.start, np.ascontiguousarray(data[(slice(None), *aligned.slices_zyx(region.start))]))
     count = 0
     for key, buffer in files.items():
         if key != "zarr.json":
-            swap.stage(folder / key, buffer.to_bytes())
+            swap.stage(place(f"{level.zarr}/{key}"), buffer.to_bytes())
             count += 1
     return count
 
@@ -230,8 +292,9 @@ def write_block(root: str | os.PathLike[str], dataset_id: str, layer: str, offse
     WriteFailed
         The disk is full or another I/O error; every file is as before.
     """
-    root_path = Path(root)
-    catalog = Catalog(root_path)
+    remote = is_remote(root)
+    root_path = Path(root) if not remote else None
+    catalog = Catalog(root if remote else Path(root))
     record = catalog.get(dataset_id)
     if layer not in record["layers"]:
         raise LayerNotFound(f"dataset {dataset_id!r} has no layer {layer!r} (layers: {', '.join(sorted(record['layers']))})")
@@ -239,12 +302,17 @@ def write_block(root: str | os.PathLike[str], dataset_id: str, layer: str, offse
         raise InvalidOption(f"layer {layer!r} is an {record['layers'][layer]['type']} layer: only segmentation layers take writes")
     block = np.asarray(block)
     offset = tuple(int(v) for v in offset)  # type: ignore[assignment]
-    from filelock import Timeout
+    storage = open_root(root if remote else Path(root))
+    if root_path is not None:
+        lock = layer_lock(root_path, dataset_id, layer)
+    else:
+        from .block_writes_bucket import BucketLayer
 
+        lock = BucketLayer(storage, dataset_id, layer, "").lock(dataset_id, layer, LOCK_TIMEOUT_S)
     try:
-        with layer_lock(root_path, dataset_id, layer):
-            return _write_locked(catalog, dataset_id, layer, offset, block)
-    except Timeout as exc:
+        with lock:
+            return _write_locked(catalog, storage, root, dataset_id, layer, offset, block)
+    except TimeoutError as exc:  # filelock's Timeout and the bucket lease's alike
         raise WriteFailed(f"layer {layer!r} of {dataset_id!r} stayed locked by another write for {LOCK_TIMEOUT_S:.0f} s; nothing was changed, retry") from exc
     except PrecomputedError:
         raise
@@ -254,39 +322,43 @@ def write_block(root: str | os.PathLike[str], dataset_id: str, layer: str, offse
         raise WriteFailed(f"the write into layer {layer!r} of {dataset_id!r} failed: {what} ({where}); nothing was changed") from exc
 
 
-def _write_locked(catalog: Catalog, dataset_id: str, layer: str, offset: Xyz, block: Array) -> dict[str, Any]:
+def _write_locked(catalog: Catalog, storage: Storage, root: str | os.PathLike[str], dataset_id: str, layer: str, offset: Xyz, block: Array) -> dict[str, Any]:
     from .integrity import ChunkVerifier
 
     record = catalog.get(dataset_id)  # again, under the lock: the layer may have been replaced meanwhile
     meta = record["layers"].get(layer)
     if meta is None:
         raise LayerNotFound(f"dataset {dataset_id!r} lost layer {layer!r} meanwhile")
-    root = catalog.root
-    levels = _levels(root, record, meta)
+    target = _layer_of(root, storage, dataset_id, layer, str(meta["path"]))
     # a write killed mid-commit left a journal: put its old files back before anything reads them
-    recover(journal_path(levels[0].scale.layer))
+    target.recover(meta.get("version"))
+    levels = _levels(root, storage, record, meta)
     _check_block(block, levels[0].scale.dtype)
     box = VoxelBox.from_offset_size(offset, tuple(reversed(block.shape)))
     if not levels[0].bounds.contains(box):
         raise InvalidOption(f"block {box} (x, y, z) leaves the layer, whose bounds are {levels[0].bounds}")
     aligned = box.aligned(levels[0].scale.chunk_size, levels[0].bounds) == box
-    new = _new_levels(levels, box, block, ChunkVerifier(levels[0].scale.layer))
-    layer_path = levels[0].scale.layer
+    key = str(meta["path"])
+    if storage.is_local:
+        verifier = ChunkVerifier(levels[0].scale.layer)
+    else:
+        verifier = ChunkVerifier(key, info=json.loads(storage.get(f"{key}/info") or b"{}"), read=lambda rel: storage.get(f"{key}/{rel}"))
+    new = _new_levels(levels, box, block, verifier)
     version = new_version()
     counts = {"precomputed": 0, "zarr": 0}
-    with FileSwap(journal=journal_path(layer_path)) as swap:
+    with target.swap(version) as swap:
         digests: dict[str, dict[str, str]] = {}
         for level, (touched, region, data) in zip(levels, new):
-            digests[level.scale.key] = _stage_precomputed(swap, level, touched, region, data)
+            digests[level.scale.key] = _stage_precomputed(swap, target.target, level, touched, region, data)
             counts["precomputed"] += len(digests[level.scale.key])
             zchunk = level.zarr_chunk()
             if level.zarr is not None and zchunk is not None:
-                counts["zarr"] += _stage_zarr(swap, level.zarr, zchunk, level.bounds, touched, region, data)
-        manifests = {key: m for key in digests if (m := load_manifest(layer_path, key)) is not None}
+                counts["zarr"] += _stage_zarr(swap, target.target, level, zchunk, touched, region, data)
+        manifests = {key: m for key in digests if (m := target.manifest(key)) is not None}
         for key, manifest in manifests.items():
             # while the files are swapped, readers in other processes may see either version of a chunk
-            swap.protect(manifest_path(layer_path, key))
-            update_checksums(layer_path, key, {n: tuple(dict.fromkeys((*manifest.chunks.get(n, ()), d))) for n, d in digests[key].items()})
+            target.protect_manifest(swap, key)
+            target.set_checksums(key, {n: tuple(dict.fromkeys((*manifest.chunks.get(n, ()), d))) for n, d in digests[key].items()})
         swap.commit()
 
         def bump(old: dict[str, Any] | None) -> dict[str, Any]:
@@ -300,7 +372,7 @@ def _write_locked(catalog: Catalog, dataset_id: str, layer: str, offset: Xyz, bl
         catalog.update(dataset_id, bump)
     for key in manifests:
         try:
-            update_checksums(layer_path, key, digests[key])
+            target.set_checksums(key, digests[key])
         except OSError as exc:  # the write is done; the manifest still accepts both digests, which is correct
-            log.warning("layer %s scale %s: the checksum manifest keeps the old digests too: %s", layer_path, key, exc)
+            log.warning("layer %s scale %s: the checksum manifest keeps the old digests too: %s", meta["path"], key, exc)
     return {"dataset": dataset_id, "layer": layer, "offset": list(box.start), "shape_zyx": list(block.shape), "version": version, "aligned": aligned, "chunks": counts}

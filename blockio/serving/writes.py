@@ -4,7 +4,10 @@ The handler only parses, checks that the caller is a writer (:mod:`blockio.servi
 :func:`precomputed.block_writes.write_block`, which updates every mip of
 the precomputed layer and of its OME-Zarr labels copy all at once or not at
 all, and gives the layer a new version (retiring its cached chunks, and no
-other layer's). A full disk answers 507 with nothing changed.
+other layer's). A full disk answers 507 with nothing changed. On an
+``s3://`` or ``gs://`` root ``store.root`` is the bucket's URL and the write
+goes through :mod:`precomputed.block_writes_bucket` (a lease object for the
+lock, chunks PUT in place and put back on failure).
 """
 
 from __future__ import annotations
