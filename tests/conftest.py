@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,3 +42,23 @@ def live_server(app: Flask) -> Iterator[LiveServer]:
     server = LiveServer(app)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def small_disk_size() -> str:
+    """The size of ``small_disk`` as ``mount -o size=`` takes it; a test module overrides it."""
+    return "4m"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path, small_disk_size: str) -> Iterator[Path]:
+    """A small tmpfs (4 MiB unless ``small_disk_size`` says otherwise): a real full disk (needs root, as in CI)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={small_disk_size}", "tmpfs", str(mount)], capture_output=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from precomputed.ingest import IngestOptions, ingest
 from precomputed.synthetic import make_em_volume
@@ -22,17 +19,3 @@ def make_small_root(path: Path) -> Path:
     root = path / "root"
     ingest(path / "image.npy", root, "em", IngestOptions(voxel_size=(8, 8, 40), chunk_size=(16, 16, 16), progress=False, workers=1))
     return root
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs: a real full disk (needs root, as in CI)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)

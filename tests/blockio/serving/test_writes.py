@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -229,20 +227,6 @@ def test_put_over_a_damaged_chunk_changes_nothing(wclient: FlaskClient, seg_root
     r = put(wclient, "4,4,2", np.ones((4, 4, 4), np.uint32))
     assert r.status_code == 500 and r.get_json()["error"]["code"] == "chunk_error"
     assert _layer_files(seg_root) == before
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs: a real full disk (needs root, as in CI)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_put_on_a_full_disk_is_507_and_changes_nothing(tmp_path: Path, small_disk: Path) -> None:
