@@ -2,7 +2,7 @@
 cookie in the same browser, can neither read the session's CSRF token nor store a verdict; the
 reviewer's own page can.
 
-Headless Debian Chromium driven by the ``playwright`` package (never ``playwright install``).
+Headless Debian Chromium driven by the ``playwright`` package (:mod:`tests.browser`).
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from tests.browser import launch_chromium
 from tests.live_server import LiveServer
 
 from .conftest import make_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VERDICT = {"layer": "pred", "segment": 5, "verdict": "false_merge", "note": "from the browser"}
 
 EVIL_PAGE = """<!doctype html><meta charset="utf-8"><title>elsewhere</title>
@@ -48,13 +47,8 @@ window.attack = async function () {
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("no Chromium at /usr/bin/chromium: apt-get install chromium")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser
-        browser.close()
+    with launch_chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

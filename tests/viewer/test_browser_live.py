@@ -24,20 +24,11 @@ from blockio.serving.app import create_app
 from blockio.store import Store
 from precomputed.ingest import IngestOptions, ingest
 from precomputed.synthetic import make_em_volume
+from tests.browser import WEBGL_ARGS, launch_chromium
 from tests.live_server import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 RENDER_TIMEOUT_S = 90.0
 SHAPE = (128, 128, 32)
@@ -65,13 +56,8 @@ def server(demo: Path) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("no Chromium at /usr/bin/chromium: apt-get install chromium")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed: pip install playwright")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    with launch_chromium(*WEBGL_ARGS) as launched:
+        yield launched
 
 
 @pytest.fixture
