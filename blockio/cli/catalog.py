@@ -60,9 +60,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from blockio.roots import require_store
     from precomputed.catalog import Catalog
 
-    root = require_store(root_of(args))
-    if root is None:
-        raise InvalidRequest(f"store root {root_of(args)}: the catalog commands read a local folder (or file://), not a bucket")
+    folder = require_store(root_of(args))
+    root: Any = folder if folder is not None else str(root_of(args))  # a bucket root: its URL
     catalog = Catalog(root)
     if args.catalog_command == "show":
         print(json.dumps(catalog.get(args.dataset_id), indent=1, sort_keys=True))
@@ -73,7 +72,23 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return _table(catalog, args.format, args.output)
     if args.catalog_command == "missing":
         return _missing(catalog, as_json=args.json)
-    return _validate(root, as_json=args.json, chunks=args.chunks)
+    if folder is None:
+        if args.chunks:
+            raise InvalidRequest(f"store root {root}: validate --chunks reads the layers of a local folder (or file://) only, not a bucket")
+        return _validate_records(catalog, root, as_json=args.json)
+    return _validate(folder, as_json=args.json, chunks=args.chunks)
+
+
+def _validate_records(catalog: Catalog, root: str, *, as_json: bool) -> int:
+    """``validate`` on a bucket root: every record against the schema (the store files are not scanned there)."""
+    report = {dataset_id: problems for dataset_id, _, problems in catalog.records()}
+    if as_json:
+        print(json.dumps(report, indent=1))
+    else:
+        for dataset_id, problems in report.items():
+            print(f"{dataset_id}: " + ("ok (record only)" if not problems else "; ".join(problems)))
+        print(f"{root}: records checked against the schema; the store files are checked on local roots only")
+    return 1 if any(report.values()) else 0
 
 
 def _profiles(*, as_json: bool) -> int:
@@ -88,7 +103,7 @@ def _profiles(*, as_json: bool) -> int:
     return 0
 
 
-def _list(catalog: Catalog, root: Path, *, as_json: bool) -> int:
+def _list(catalog: Catalog, root: Path | str, *, as_json: bool) -> int:
     rows: list[dict[str, Any]] = []
     for dataset_id, record, problems in catalog.records():
         if record is None:
