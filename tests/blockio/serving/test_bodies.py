@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
 from blockio.errors import InvalidRequest, TooLarge
-from blockio.serving.app import create_app
 from blockio.serving.bodies import parse_json_object, parse_npy
-from precomputed.ingest import IngestOptions, ingest
-from precomputed.segmentation import write_segmentation
 
-TOKEN = "s3cret"
+from .conftest import TOKEN, npy_bytes
+
 LIMITS = {"max_voxels": 1 << 20, "max_bytes": 4 << 20}
-
-
-def _npy(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, a)
-    return buf.getvalue()
 
 
 def _lying_header(shape: tuple[int, ...], descr: str = "<u4") -> bytes:
@@ -35,9 +25,9 @@ def _lying_header(shape: tuple[int, ...], descr: str = "<u4") -> bytes:
 
 def test_a_valid_body_round_trips_without_a_copy() -> None:
     a = np.arange(2 * 3 * 4, dtype=np.uint32).reshape(2, 3, 4)
-    got = parse_npy(_npy(a), **LIMITS)
+    got = parse_npy(npy_bytes(a), **LIMITS)
     np.testing.assert_array_equal(got, a)
-    np.testing.assert_array_equal(parse_npy(_npy(np.asfortranarray(a)), **LIMITS), a)
+    np.testing.assert_array_equal(parse_npy(npy_bytes(np.asfortranarray(a)), **LIMITS), a)
 
 
 @pytest.mark.parametrize(
@@ -45,8 +35,8 @@ def test_a_valid_body_round_trips_without_a_copy() -> None:
     [
         (_lying_header((100000, 100000, 100000)), TooLarge, "exceeds the limit"),
         (_lying_header((64, 64, 64)) + b"\0" * 16, InvalidRequest, "holds 16 data bytes"),
-        (_npy(np.zeros((0, 4, 4), np.uint32)), InvalidRequest, "empty"),
-        (_npy(np.array([{"a": 1}], dtype=object))[:128], InvalidRequest, "numbers"),
+        (npy_bytes(np.zeros((0, 4, 4), np.uint32)), InvalidRequest, "empty"),
+        (npy_bytes(np.array([{"a": 1}], dtype=object))[:128], InvalidRequest, "numbers"),
         (b"not an npy", InvalidRequest, ".npy"),
         (b"", InvalidRequest, ".npy"),
     ],
@@ -69,18 +59,9 @@ def test_json_bodies_are_bounded_in_size_and_depth() -> None:
         parse_json_object(b"{")
 
 
-@pytest.fixture
-def wclient(tmp_path: Path) -> FlaskClient:
-    np.save(tmp_path / "v.npy", np.zeros((16, 64, 96), dtype=np.uint8))
-    root = tmp_path / "root"
-    ingest(tmp_path / "v.npy", root, "v", IngestOptions(voxel_size=(8, 8, 40), chunk_size=(32, 32, 16), progress=False, workers=1))
-    write_segmentation(root, "v", "pred", np.zeros((16, 64, 96), dtype=np.uint32), provenance={"model": "test"}, meshes=False)
-    return create_app({"BLOCKIO_ROOT": str(root), "BLOCKIO_WRITE_TOKEN": TOKEN}).test_client()
-
-
 @pytest.mark.parametrize(
     ("body", "status"),
-    [(_lying_header((100000, 100000, 100000)), 413), (_npy(np.zeros((0, 32, 32), np.uint32)), 400), (_lying_header((16, 32, 32)), 400)],
+    [(_lying_header((100000, 100000, 100000)), 413), (npy_bytes(np.zeros((0, 32, 32), np.uint32)), 400), (_lying_header((16, 32, 32)), 400)],
     ids=["huge-shape", "empty", "short-body"],
 )
 def test_bad_put_bodies_are_4xx(wclient: FlaskClient, body: bytes, status: int) -> None:
@@ -90,5 +71,5 @@ def test_bad_put_bodies_are_4xx(wclient: FlaskClient, body: bytes, status: int) 
 
 
 def test_a_put_layer_name_with_a_newline_is_refused(wclient: FlaskClient) -> None:
-    resp = wclient.put("/api/datasets/v/layers/pred%0A/block?offset=0,0,0", data=_npy(np.ones((16, 32, 32), np.uint32)), headers={"Authorization": f"Bearer {TOKEN}"})
+    resp = wclient.put("/api/datasets/v/layers/pred%0A/block?offset=0,0,0", data=npy_bytes(np.ones((16, 32, 32), np.uint32)), headers={"Authorization": f"Bearer {TOKEN}"})
     assert resp.status_code == 400

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 from pathlib import Path
@@ -13,36 +12,14 @@ from flask.testing import FlaskClient
 
 from blockio.serving.app import create_app
 from blockio.store import Store
-from precomputed.ingest import IngestOptions, ingest
 from precomputed.pyramid import downsample_mode
-from precomputed.segmentation import write_segmentation
 
-TOKEN = "s3cret"
-
-
-@pytest.fixture
-def seg_root(tmp_path: Path) -> Path:
-    np.save(tmp_path / "v.npy", np.zeros((16, 64, 96), dtype=np.uint8))
-    root = tmp_path / "root"
-    ingest(tmp_path / "v.npy", root, "v", IngestOptions(voxel_size=(8, 8, 40), chunk_size=(32, 32, 16), progress=False, workers=1))
-    write_segmentation(root, "v", "pred", np.zeros((16, 64, 96), dtype=np.uint32), provenance={"model": "test"}, meshes=False)
-    return root
-
-
-@pytest.fixture
-def wclient(seg_root: Path) -> FlaskClient:
-    return create_app({"BLOCKIO_ROOT": str(seg_root), "BLOCKIO_WRITE_TOKEN": TOKEN}).test_client()
-
-
-def _npy(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, a)
-    return buf.getvalue()
+from .conftest import TOKEN, make_write_root, npy_bytes
 
 
 def put(client: FlaskClient, offset: str, block: np.ndarray, token: str | None = TOKEN, layer: str = "pred"):  # type: ignore[no-untyped-def]
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return client.put(f"/api/datasets/v/layers/{layer}/block?offset={offset}", data=_npy(block), headers=headers)
+    return client.put(f"/api/datasets/v/layers/{layer}/block?offset={offset}", data=npy_bytes(block), headers=headers)
 
 
 def test_writes_refused_without_configured_token(seg_root: Path) -> None:
@@ -233,10 +210,7 @@ def test_put_on_a_full_disk_is_507_and_changes_nothing(tmp_path: Path, small_dis
     from precomputed.catalog import Catalog
     from tests.precomputed.stores import assert_layer_stores_equal
 
-    np.save(tmp_path / "v.npy", np.zeros((16, 64, 96), dtype=np.uint8))
-    root = small_disk / "root"
-    ingest(tmp_path / "v.npy", root, "v", IngestOptions(voxel_size=(8, 8, 40), chunk_size=(32, 32, 16), progress=False, workers=1))
-    write_segmentation(root, "v", "pred", np.zeros((16, 64, 96), dtype=np.uint32), provenance={"model": "test"}, meshes=False)
+    root = make_write_root(small_disk / "root", tmp_path)
     client = create_app({"BLOCKIO_ROOT": str(root), "BLOCKIO_WRITE_TOKEN": TOKEN}).test_client()
     first = _labels(7, (16, 32, 32))
     assert put(client, "0,0,0", first).status_code == 200
