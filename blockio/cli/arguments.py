@@ -1,4 +1,4 @@
-"""What several commands parse the same way: ``--root`` and ``x,y,z`` triples."""
+"""What several commands parse the same way: ``--root``, the dataset ``ID`` and ``x,y,z`` triples."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["add_root", "root_of", "xyz"]
+__all__ = ["add_dataset_id", "add_root", "root_of", "xyz"]
 
 
 def xyz(kind: type) -> Callable[[str], tuple[Any, Any, Any]]:
@@ -34,6 +34,11 @@ def xyz(kind: type) -> Callable[[str], tuple[Any, Any, Any]]:
 def add_root(parser: argparse.ArgumentParser) -> None:
     """The ``--root`` option every command that touches a store has."""
     parser.add_argument("--root", default=None, help="store root folder (default: $BLOCKIO_ROOT or ./blockio-data)")
+
+
+def add_dataset_id(parser: argparse.ArgumentParser) -> None:
+    """The ``ID`` positional (``args.dataset_id``) of a command that works on one dataset."""
+    parser.add_argument("dataset_id", metavar="ID", help="dataset id")
 
 
 def root_of(args: argparse.Namespace) -> str:

@@ -6,7 +6,7 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from blockio.cli.arguments import add_root, root_of
+from blockio.cli.arguments import add_dataset_id, add_root, root_of
 
 __all__ = ["add_parser", "run"]
 
@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Compare a segmentation layer with a ground-truth layer (truth label 0 ignored) and store the metrics in the catalog.",
     )
     add_root(p)
-    p.add_argument("dataset_id", metavar="ID", help="dataset id")
+    add_dataset_id(p)
     p.add_argument("--pred", required=True, help="the predicted segmentation layer")
     p.add_argument("--truth", required=True, help="the ground-truth segmentation layer (label 0 is ignored)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")

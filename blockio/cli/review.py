@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from blockio.cli.arguments import add_root, root_of
+from blockio.cli.arguments import add_dataset_id, add_root, root_of
 
 __all__ = ["add_parser", "run"]
 
@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "low-confidence needs a score layer, which no blockio command writes yet.",
     )
     add_root(plan)
-    plan.add_argument("dataset_id", metavar="ID", help="dataset id")
+    add_dataset_id(plan)
     plan.add_argument("--pred", required=True, help="the segmentation layer to review (A)")
     other = plan.add_mutually_exclusive_group()
     other.add_argument("--vs", help="disagreement: another prediction layer to compare A with (B)")
