@@ -173,6 +173,8 @@ def test_two_reviewers_work_through_one_queue_with_nothing_lost_or_reviewed_twic
             assert rounds <= ITEMS, "the queue did not run dry"
             # both click at once; then each page closes its item and opens the next
             clicked = {}
+            for name in pages:  # the layers of the viewer stay from item to item, with what they loaded
+                frames[name].evaluate("window.viewer.layerManager.getLayerByName('pred').layer.blockioMark = true")
             for name, page in pages.items():
                 item = current[name]
                 if item is not None:
@@ -183,6 +185,7 @@ def test_two_reviewers_work_through_one_queue_with_nothing_lost_or_reviewed_twic
                     clicked[name] = item["id"]
             for name, previous in clicked.items():
                 current[name] = pages[name].wait_next(previous)
+                assert frames[name].evaluate("window.viewer.layerManager.getLayerByName('pred').layer.blockioMark === true")
                 if rounds == 3 and current[name] is not None:  # a later item, opened without reloading the page
                     assert pages[name].page.evaluate("performance.getEntriesByType('navigation').length") == 1
                     check_drawn(pages[name], frames[name], f"{name}-item{rounds + 1}")

@@ -131,10 +131,31 @@
     if (line && progress) line.textContent = progress.done + " of " + progress.total + " done, " + progress.open + " open";
   }
 
-  // centre the viewer on a state's navigation and selection, in the same viewer: layers,
-  // their chunks and meshes already loaded stay (a new page would load them all again)
+  // centre the viewer on a state's navigation and selection, in the same viewer: each part of
+  // the state is set on its own, so the layers stay and keep the chunks and meshes they have
+  // (restoring the whole state makes new layers that load everything again)
   function navigate(v, state) {
-    v.state.restoreState(merged(v.state.toJSON(), navigation(state)));
+    const nav = navigation(state);
+    try { if (navigateParts(v, nav)) return; } catch (e) { /* a client without these parts: the whole state */ }
+    v.state.restoreState(merged(v.state.toJSON(), nav));
+  }
+
+  function navigateParts(v, nav) {
+    let whole = false;
+    for (const key of [...Object.keys(NAV_NUMBERS), ...NAV_SCALES]) {
+      if (!(key in nav)) continue;
+      const part = v.state.children && v.state.children.get(key);
+      if (part && part.restoreState) part.restoreState(nav[key]); else whole = true;
+    }
+    for (const [name, ids] of Object.entries(nav.segments)) {
+      const managed = v.layerManager.getLayerByName(name);
+      const group = managed && managed.layer && managed.layer.displayState && managed.layer.displayState.segmentationGroupState;
+      const shown = group && group.value && group.value.visibleSegments;
+      if (!shown) { whole = true; continue; }
+      shown.clear();
+      for (const id of ids) shown.add(BigInt(id));
+    }
+    return !whole;
   }
 
   async function nextItem() {
