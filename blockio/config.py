@@ -50,10 +50,6 @@ class Settings:
     queue_timeout_s: float = 2.0
     #: the largest request body, in bytes
     max_content_length: int = 256 << 20
-    #: address of the review page's Neuroglancer server
-    neuroglancer_bind: str = "127.0.0.1"
-    #: port of the review page's Neuroglancer server; 0 for a free one
-    neuroglancer_port: int = 0
     #: where Neuroglancer's client is built (``viewer.bundle``); ``None`` for ``~/.cache/blockio``
     viewer_cache: str | None = None
     #: the users, queues and verdicts database (``postgresql://...``); ``None``: SQLite under the root
@@ -72,13 +68,11 @@ class Settings:
     live_models: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("cache_bytes", "max_block_voxels", "max_block_bytes", "max_inflight", "max_content_length", "neuroglancer_port"):
+        for name in ("cache_bytes", "max_block_voxels", "max_block_bytes", "max_inflight", "max_content_length"):
             value = getattr(self, name)
-            low = 0 if name in ("cache_bytes", "neuroglancer_port") else 1
+            low = 0 if name == "cache_bytes" else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InvalidSettings(f"{name} must be an integer >= {low}, got {value!r}")
-        if self.neuroglancer_port > 65535:
-            raise InvalidSettings(f"neuroglancer_port must be at most 65535, got {self.neuroglancer_port}")
         timeout = self.queue_timeout_s
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout < float("inf"):
             raise InvalidSettings(f"queue_timeout_s must be a finite number of seconds >= 0, got {timeout!r}")
@@ -195,8 +189,6 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "BLOCKIO_MAX_INFLIGHT": ("max_inflight", int, "block reads served at once per process"),
     "BLOCKIO_QUEUE_TIMEOUT_S": ("queue_timeout_s", float, "seconds a block read waits for a worker before a 503"),
     "BLOCKIO_MAX_CONTENT_LENGTH": ("max_content_length", int, "the largest request body, in bytes"),
-    "BLOCKIO_NEUROGLANCER_BIND": ("neuroglancer_bind", str, "address of the review page's Neuroglancer server"),
-    "BLOCKIO_NEUROGLANCER_PORT": ("neuroglancer_port", int, "port of the review page's Neuroglancer server; 0 for a free one"),
     "BLOCKIO_VIEWER_CACHE": ("viewer_cache", _optional, "the folder Neuroglancer's client is built in"),
     "BLOCKIO_DATABASE_URL": ("database_url", _optional, "users, queues and verdicts in PostgreSQL (postgresql://...); unset: SQLite under the root"),
     "BLOCKIO_SECRET_KEY": ("secret_key", _optional, "the key that signs session cookies; unset: generated once, kept in the database"),
