@@ -87,15 +87,20 @@ def _without_session_token(lookup: Callable[..., dict[str, Any]]) -> Callable[..
     return credentials
 
 
-def guard_aws_credentials() -> None:
-    """Make CloudFiles' AWS credential lookup accept keys without a session token (idempotent)."""
+def _guard(name: str, wrap: Callable[[Any], Any]) -> None:
+    """Replace CloudFiles' credential lookup ``name`` by ``wrap(lookup)`` in both modules that hold it, once."""
     from cloudfiles import connectionpools, secrets
 
     with _guard_lock:
         for module in (secrets, connectionpools):
-            lookup = module.aws_credentials
+            lookup = getattr(module, name)
             if not getattr(lookup, "__blockio_guarded__", False):
-                module.aws_credentials = _without_session_token(lookup)
+                setattr(module, name, wrap(lookup))
+
+
+def guard_aws_credentials() -> None:
+    """Make CloudFiles' AWS credential lookup accept keys without a session token (idempotent)."""
+    _guard("aws_credentials", _without_session_token)
 
 
 def _quiet_google(lookup: Callable[..., tuple[Any, Any]]) -> Callable[..., tuple[Any, Any]]:
@@ -114,10 +119,4 @@ def _quiet_google(lookup: Callable[..., tuple[Any, Any]]) -> Callable[..., tuple
 
 def guard_google_credentials() -> None:
     """Make CloudFiles' Google credential lookup fall back to default credentials without printing (idempotent)."""
-    from cloudfiles import connectionpools, secrets
-
-    with _guard_lock:
-        for module in (secrets, connectionpools):
-            lookup = module.google_credentials
-            if not getattr(lookup, "__blockio_guarded__", False):
-                module.google_credentials = _quiet_google(lookup)
+    _guard("google_credentials", _quiet_google)
