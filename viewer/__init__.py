@@ -57,6 +57,9 @@ def init_app(app: Flask) -> None:
 
     queue.init_app(app)
     app.register_blueprint(client_files.bp)
+    from . import similar
+
+    app.register_blueprint(similar.bp)
 
 
 def _init_reviews(app: Flask) -> None:

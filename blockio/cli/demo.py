@@ -130,6 +130,7 @@ def run_demo(*, root: str, shape: tuple[int, int, int] = (512, 512, 128), seed: 
         m = evaluate(root_path, DEMO_ID, name, "truth")
         print(f"  layer '{name}' ({layer['provenance']['model']}): {layer['segments']} segments in {time.monotonic() - t3:.1f} s; "
               f"adapted Rand error {m['adapted_rand_error']:.3f}, VI split {m['vi_split']:.3f} + merge {m['vi_merge']:.3f} bits", flush=True)
+    demo_embeddings(str(root_path), progress=progress, train=train)
     if not serve:
         return 0
     if not _port_free(port, root):  # taken while the demo worked: print no URL that belongs to another program
@@ -142,6 +143,7 @@ def run_demo(*, root: str, shape: tuple[int, int, int] = (512, 512, 128), seed: 
     base = f"http://{DEMO_HOST}:{port}"
     token = demo_reviewer(str(root_path))
     print(f"review page: {base}/   overlay: {base}/view/{DEMO_ID}?layout=overlay&pred=pred   (Ctrl-C to stop)", flush=True)
+    print("  find similar cells there: 'at the cursor' under the viewer; the overview layer 'cells-pca' colours the cells by their embeddings", flush=True)
     if token is not None:
         print(f"  verdicts need a signed-in reviewer: sign in at {base}/signin with the token of user '{DEMO_REVIEWER}' (shown only now):", flush=True)
         print(f"  {token}", flush=True)
@@ -154,6 +156,47 @@ def run_demo(*, root: str, shape: tuple[int, int, int] = (512, 512, 128), seed: 
 
 
 DEMO_REVIEWER = "demo-reviewer"
+DEMO_CELL = (16, 16, 4)
+
+
+def demo_embeddings(root: str, *, progress: bool | None = None, train: bool = False) -> list[str]:
+    """The demo's embedding sets; returns their names.
+
+    ``cells``: the classical feature model per cell of :data:`DEMO_CELL` voxels, with its PCA
+    overview layer ``cells-pca``; ``pred-segments``: the same model per segment of ``pred``;
+    with ``train`` (and torch), ``encoder``: the self-supervised encoder trained on the
+    volume (about 45 s), per cell, with ``encoder-pca``.
+    """
+    from blockio.embeddings.overview import overview_name, write_overview
+    from blockio.embeddings.run import run_embedding
+
+    runs: list[tuple[str, object, dict[str, object]]] = [
+        ("cells", "blockio.embeddings.models:multiscale_features", {"cell": DEMO_CELL}),
+        ("pred-segments", "blockio.embeddings.models:multiscale_features", {"segments": "pred"}),
+    ]
+    if train:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            print("  the encoder needs torch (pip install torch==2.13.0): skipped")
+        else:
+            from blockio.embeddings.encoder import train_encoder
+
+            t0 = time.monotonic()
+            encoder = train_encoder(root, DEMO_ID, cell=DEMO_CELL, seconds=45)
+            print(f"  trained the self-supervised encoder: {encoder.steps} steps in {time.monotonic() - t0:.0f} s, "
+                  f"contrastive loss {encoder.losses[0]:.2f} -> {encoder.losses[-1]:.2f}", flush=True)
+            runs.append(("encoder", encoder, {"cell": DEMO_CELL}))
+    for name, model, options in runs:
+        t0 = time.monotonic()
+        entry = run_embedding(root, DEMO_ID, model, name, overwrite=True, progress=progress, command="blockio demo", **options)  # type: ignore[arg-type]
+        overview = ""
+        if entry["granularity"] == "cell":
+            write_overview(root, DEMO_ID, name)
+            overview = f", overview layer '{overview_name(name)}'"
+        print(f"  embedding set '{name}': {entry['count']} {entry['granularity']} vectors of {entry['dimension']}{overview} "
+              f"({time.monotonic() - t0:.1f} s; blockio similar {DEMO_ID} {name} --position 256,256,64 --root {root})", flush=True)
+    return [name for name, _, _ in runs]
 
 
 def demo_reviewer(root: str) -> str | None:
