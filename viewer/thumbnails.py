@@ -23,7 +23,6 @@ import numpy.typing as npt
 
 from blockio.errors import InvalidRequest, LayerNotFound
 from blockio.store import Store
-from precomputed.atomic import replace_bytes
 from precomputed.catalog import layer_version
 
 __all__ = ["MAX_PIXELS", "MIN_PIXELS", "PLANES", "choose_mip", "thumbnail_png"]
@@ -48,11 +47,12 @@ def _version(record: dict[str, Any], layer: str) -> str:
     return layer_version(record, layer)
 
 
-def _cache_path(store: Store, record: dict[str, Any], layer: str, plane: str, mip: int) -> Path:
+def _cache_key(store: Store, record: dict[str, Any], layer: str, plane: str, mip: int) -> str:
     key = "|".join([record["id"], layer, _version(record, layer), plane, str(mip), str(MIN_PIXELS)])
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-    path: Path = Path(store.root) / CACHE_DIR / record["id"] / f"{layer}.{plane}.{digest}.png"
-    return path
+    # a key of the root's storage: the same cache on a folder and in a bucket
+    name: str = store.storage.join(*CACHE_DIR.parts, record["id"], f"{layer}.{plane}.{digest}.png")
+    return name
 
 
 def _resample(section: npt.NDArray[Any], aspect: float) -> npt.NDArray[Any]:
@@ -103,17 +103,15 @@ def thumbnail_png(store: Store, dataset: str, plane: str, *, layer: str = "image
     if record["layers"][layer]["type"] != "image":
         raise InvalidRequest(f"layer {layer!r} is not an image layer")
     mip = choose_mip(record, plane)
-    path = _cache_path(store, record, layer, plane, mip)
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        pass
+    key = _cache_key(store, record, layer, plane, mip)
+    cached = store.storage.get(key)
+    if cached is not None:
+        return cached
     data = _render(store, record, layer, plane, mip)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a cache: the rename keeps readers whole, a lost thumbnail is only rendered again
-    replace_bytes(path, data, durable=False)
+    # a cache: each put lands whole, a lost thumbnail is only rendered again
+    store.storage.put(key, data, content_type="image/png", durable=False)
     # thumbnails of older versions of this layer and plane are stale
-    for old in path.parent.glob(f"{layer}.{plane}.*.png"):
-        if old != path:
-            old.unlink(missing_ok=True)
+    for old in store.storage.list(key.rsplit("/", 1)[0] + f"/{layer}.{plane}."):
+        if old != key and old.endswith(".png"):
+            store.storage.delete(old)
     return data
