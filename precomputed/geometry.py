@@ -19,14 +19,16 @@ consecutive sections of a stack).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from .errors import InvalidOption
 
 __all__ = [
     "VoxelBox",
     "Xyz",
+    "XyzFloat",
     "block_starts",
     "ceil_div",
     "chunk_box",
@@ -35,10 +37,27 @@ __all__ = [
     "overlapping_blocks",
     "projection",
     "tile_boxes",
+    "xyz",
+    "xyz_float",
 ]
 
 Xyz = tuple[int, int, int]
+XyzFloat = tuple[float, float, float]
 ZyxSlices = tuple[slice, slice, slice]
+
+
+def xyz(values: Iterable[int]) -> Xyz:
+    """``tuple(values)`` typed as (x, y, z): the values are neither converted nor counted."""
+    return cast(Xyz, tuple(values))
+
+
+def xyz_float(values: Iterable[float]) -> XyzFloat:
+    """``tuple(values)`` typed as (x, y, z) floats: the values are neither converted nor counted."""
+    return cast(XyzFloat, tuple(values))
+
+
+def _zyx_slices(values: Iterable[slice]) -> ZyxSlices:
+    return cast(ZyxSlices, tuple(values))
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -61,12 +80,12 @@ class VoxelBox:
     @classmethod
     def from_offset_size(cls, offset: Xyz, size: Xyz) -> VoxelBox:
         """The box of ``size`` voxels whose first voxel is ``offset`` (both x, y, z)."""
-        return cls(offset, tuple(o + s for o, s in zip(offset, size)))  # type: ignore[arg-type]
+        return cls(offset, xyz(o + s for o, s in zip(offset, size)))
 
     @property
     def size(self) -> Xyz:
         """(x, y, z) voxels along each axis (negative for an inverted box)."""
-        return tuple(b - a for a, b in zip(self.start, self.stop))  # type: ignore[return-value]
+        return xyz(b - a for a, b in zip(self.start, self.stop))
 
     @property
     def shape(self) -> Xyz:
@@ -80,9 +99,9 @@ class VoxelBox:
 
     def intersect(self, other: VoxelBox) -> VoxelBox:
         """The common part (an empty box with ``start <= stop`` when they do not meet)."""
-        start = tuple(max(a, b) for a, b in zip(self.start, other.start))
-        stop = tuple(max(s, min(a, b)) for a, b, s in zip(self.stop, other.stop, start))
-        return VoxelBox(start, stop)  # type: ignore[arg-type]
+        start = xyz(max(a, b) for a, b in zip(self.start, other.start))
+        stop = xyz(max(s, min(a, b)) for a, b, s in zip(self.stop, other.stop, start))
+        return VoxelBox(start, stop)
 
     def contains(self, other: VoxelBox) -> bool:
         """True when every voxel of ``other`` lies in this box."""
@@ -90,7 +109,7 @@ class VoxelBox:
 
     def grown(self, margin: Xyz) -> VoxelBox:
         """This box widened by ``margin`` voxels on both sides of each axis (a halo)."""
-        return VoxelBox(tuple(a - m for a, m in zip(self.start, margin)), tuple(b + m for b, m in zip(self.stop, margin)))  # type: ignore[arg-type]
+        return VoxelBox(xyz(a - m for a, m in zip(self.start, margin)), xyz(b + m for b, m in zip(self.stop, margin)))
 
     def scaled(self, factor: Xyz, limit: Xyz | None = None) -> VoxelBox:
         """The box this one covers at a coarser mip, ``factor`` (x, y, z) times coarser.
@@ -100,10 +119,10 @@ class VoxelBox:
         shape) clips the stop.
         """
         _positive(factor, "factor")
-        stop = tuple(ceil_div(b, f) for b, f in zip(self.stop, factor))
+        stop = xyz(ceil_div(b, f) for b, f in zip(self.stop, factor))
         if limit is not None:
-            stop = tuple(min(b, n) for b, n in zip(stop, limit))
-        return VoxelBox(tuple(a // f for a, f in zip(self.start, factor)), stop)  # type: ignore[arg-type]
+            stop = xyz(min(b, n) for b, n in zip(stop, limit))
+        return VoxelBox(xyz(a // f for a, f in zip(self.start, factor)), stop)
 
     def upscaled(self, factor: Xyz, limit: Xyz | None = None) -> VoxelBox:
         """The voxels of a finer mip, ``factor`` (x, y, z) times finer, that this box covers.
@@ -112,21 +131,21 @@ class VoxelBox:
         fine voxels than ``factor``.
         """
         _positive(factor, "factor")
-        stop = tuple(b * f for b, f in zip(self.stop, factor))
+        stop = xyz(b * f for b, f in zip(self.stop, factor))
         if limit is not None:
-            stop = tuple(min(b, n) for b, n in zip(stop, limit))
-        return VoxelBox(tuple(a * f for a, f in zip(self.start, factor)), stop)  # type: ignore[arg-type]
+            stop = xyz(min(b, n) for b, n in zip(stop, limit))
+        return VoxelBox(xyz(a * f for a, f in zip(self.start, factor)), stop)
 
     def aligned(self, chunk: Xyz, bounds: VoxelBox) -> VoxelBox:
         """The smallest box of whole chunks (aligned to ``bounds.start``, clipped to ``bounds``) holding this one."""
         _positive(chunk, "chunk size")
-        start = tuple(o + ((a - o) // c) * c for a, c, o in zip(self.start, chunk, bounds.start))
-        stop = tuple(min(o + ceil_div(b - o, c) * c, e) for b, c, o, e in zip(self.stop, chunk, bounds.start, bounds.stop))
-        return VoxelBox(start, stop)  # type: ignore[arg-type]
+        start = xyz(o + ((a - o) // c) * c for a, c, o in zip(self.start, chunk, bounds.start))
+        stop = xyz(min(o + ceil_div(b - o, c) * c, e) for b, c, o, e in zip(self.stop, chunk, bounds.start, bounds.stop))
+        return VoxelBox(start, stop)
 
     def slices_zyx(self, origin: Xyz = (0, 0, 0)) -> ZyxSlices:
         """Slices of a C-order ``[z, y, x]`` array whose voxel 0 sits at ``origin`` (x, y, z)."""
-        return tuple(slice(a - o, b - o) for a, b, o in zip(reversed(self.start), reversed(self.stop), reversed(origin)))  # type: ignore[return-value]
+        return _zyx_slices(slice(a - o, b - o) for a, b, o in zip(reversed(self.start), reversed(self.stop), reversed(origin)))
 
     def __str__(self) -> str:
         return f"[{','.join(map(str, self.start))} .. {','.join(map(str, self.stop))})"
@@ -135,14 +154,14 @@ class VoxelBox:
 def grid_shape(size: Xyz, chunk: Xyz) -> Xyz:
     """How many chunks (x, y, z) cover ``size`` voxels, the last ones partial."""
     _positive(chunk, "chunk size")
-    return tuple(ceil_div(n, c) for n, c in zip(size, chunk))  # type: ignore[return-value]
+    return xyz(ceil_div(n, c) for n, c in zip(size, chunk))
 
 
 def chunk_box(index: Xyz, chunk: Xyz, bounds: VoxelBox) -> VoxelBox:
     """Chunk ``index`` (x, y, z) of the grid aligned to ``bounds.start``, clipped to ``bounds``."""
-    start = tuple(o + i * c for o, i, c in zip(bounds.start, index, chunk))
-    stop = tuple(min(s + c, e) for s, c, e in zip(start, chunk, bounds.stop))
-    return VoxelBox(start, stop)  # type: ignore[arg-type]
+    start = xyz(o + i * c for o, i, c in zip(bounds.start, index, chunk))
+    stop = xyz(min(s + c, e) for s, c, e in zip(start, chunk, bounds.stop))
+    return VoxelBox(start, stop)
 
 
 def chunk_grid(box: VoxelBox, chunk: Xyz, bounds: VoxelBox) -> Iterator[tuple[Xyz, VoxelBox]]:
