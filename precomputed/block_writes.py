@@ -48,7 +48,7 @@ from .checksums import Manifest, load_manifest, manifest_path
 from .chunk_writer import ScaleWriter
 from .errors import InvalidOption, LayerNotFound, PrecomputedError, WriteFailed
 from .file_swap import FileSwap, recover
-from .geometry import VoxelBox, Xyz, chunk_grid, projection
+from .geometry import VoxelBox, Xyz, chunk_grid, projection, xyz
 from .storage import Storage, is_remote, open_root
 
 __all__ = ["LOCK_TIMEOUT_S", "journal_path", "layer_lock", "write_block"]
@@ -135,7 +135,7 @@ class _Level:
 
 
 def _hull(a: VoxelBox, b: VoxelBox) -> VoxelBox:
-    return VoxelBox(tuple(min(p, q) for p, q in zip(a.start, b.start)), tuple(max(p, q) for p, q in zip(a.stop, b.stop)))  # type: ignore[arg-type]
+    return VoxelBox(xyz(min(p, q) for p, q in zip(a.start, b.start)), xyz(max(p, q) for p, q in zip(a.stop, b.stop)))
 
 
 def _check_block(block: Array, dtype: np.dtype[Any]) -> None:
@@ -168,9 +168,9 @@ def _levels(root: str | os.PathLike[str], storage: Storage, record: dict[str, An
     layer = key if remote else str(Path(storage.local_path() or root) / key)
     out = []
     for mip in range(len(scales)):
-        factor = tuple(int(f) for f in record["mips"][mip].get("factor", (1, 1, 1))) if mip else (1, 1, 1)
+        factor = xyz(int(f) for f in record["mips"][mip].get("factor", (1, 1, 1))) if mip else (1, 1, 1)
         scale = ScaleWriter.open(layer, mip, compress=compress, root=str(root) if remote else None)
-        out.append(_Level(mip, scale, factor, None if labels is None else f"{labels}/{mip}", storage, key))  # type: ignore[arg-type]
+        out.append(_Level(mip, scale, factor, None if labels is None else f"{labels}/{mip}", storage, key))
     return out
 
 
@@ -301,7 +301,7 @@ def write_block(root: str | os.PathLike[str], dataset_id: str, layer: str, offse
     if record["layers"][layer]["type"] != "segmentation":
         raise InvalidOption(f"layer {layer!r} is an {record['layers'][layer]['type']} layer: only segmentation layers take writes")
     block = np.asarray(block)
-    offset = tuple(int(v) for v in offset)  # type: ignore[assignment]
+    offset = xyz(int(v) for v in offset)
     storage = open_root(root if remote else Path(root))
     if root_path is not None:
         lock = layer_lock(root_path, dataset_id, layer)

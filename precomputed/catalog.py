@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .atomic import replace_file
 from .errors import CatalogError, DatasetNotFound, InvalidOption, RootNotWritable
@@ -58,7 +58,7 @@ Record = dict[str, Any]
 def schema() -> dict[str, Any]:
     """The catalog's JSON Schema (shipped as ``precomputed/schema/catalog.schema.json``)."""
     text = resources.files("precomputed").joinpath("schema/catalog.schema.json").read_text()
-    return json.loads(text)  # type: ignore[no-any-return]
+    return cast(dict[str, Any], json.loads(text))
 
 
 @lru_cache(maxsize=1)
@@ -234,11 +234,11 @@ class Catalog:
         if dataset_id not in datasets:
             known = ", ".join(sorted(datasets)) or "none"
             raise DatasetNotFound(f"no dataset {dataset_id!r} in {self.location} (catalogued: {known})")
-        record = datasets[dataset_id]
+        record: Record = datasets[dataset_id]
         problems = record_errors(record)
         if problems:
             raise CatalogError(f"dataset {dataset_id!r} is unavailable: {problems[0]}")
-        return record  # type: ignore[no-any-return]
+        return record
 
     def records(self) -> Iterator[tuple[str, Record | None, list[str]]]:
         """``(id, record or None, problems)`` for every dataset; invalid ones have problems."""

@@ -53,21 +53,44 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _columns() -> list[tuple[str, Callable[[Record], Any]]]:
-    out: list[tuple[str, Callable[[Record], Any]]] = []
+Column = Callable[[Record], Any]
+
+
+def _voxel_size(k: int) -> Column:
+    return lambda r: r["voxel_size"][k]
+
+
+def _extent_nm(k: int) -> Column:
+    return lambda r: r["shape"][k] * r["voxel_size"][k]
+
+
+def _stat(name: str) -> Column:
+    return lambda r: r["stats"].get(name)
+
+
+def _percentile(key: str) -> Column:
+    return lambda r: (r["stats"].get("percentiles") or {}).get(key)
+
+
+def _layers_of(kind: str) -> Column:
+    return lambda r: sum(1 for m in r["layers"].values() if m.get("type") == kind)
+
+
+def _columns() -> list[tuple[str, Column]]:
+    out: list[tuple[str, Column]] = []
     for k, axis in enumerate("xyz"):
-        out.append((f"voxel_size_{axis}", lambda r, k=k: r["voxel_size"][k]))  # type: ignore[misc]
+        out.append((f"voxel_size_{axis}", _voxel_size(k)))
     for k, axis in enumerate("xyz"):
-        out.append((f"extent_nm_{axis}", lambda r, k=k: r["shape"][k] * r["voxel_size"][k]))  # type: ignore[misc]
+        out.append((f"extent_nm_{axis}", _extent_nm(k)))
     for name in _STATS:
-        out.append((name, lambda r, name=name: r["stats"].get(name)))  # type: ignore[misc]
+        out.append((name, _stat(name)))
     for column, key in _PERCENTILES:
-        out.append((column, lambda r, key=key: (r["stats"].get("percentiles") or {}).get(key)))  # type: ignore[misc]
+        out.append((column, _percentile(key)))
     out.append(("channels", lambda r: r["channels"]))
     out.append(("mips", lambda r: len(r["mips"])))
     out.append(("layers", lambda r: len(r["layers"])))
     for kind in ("image", "segmentation"):
-        out.append((f"{kind}_layers", lambda r, kind=kind: sum(1 for m in r["layers"].values() if m.get("type") == kind)))  # type: ignore[misc]
+        out.append((f"{kind}_layers", _layers_of(kind)))
     return out
 
 

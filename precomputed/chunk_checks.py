@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import CorruptChunk
+from .geometry import xyz
 
 __all__ = [
     "CSEG_BITS",
@@ -103,7 +104,7 @@ def check_raw(data: bytes | bytearray | memoryview, *, shape: Xyz, dtype: Any, c
 
 
 def _grid(shape: Xyz, block_size: Sequence[int]) -> Xyz:
-    return tuple(-(-n // b) for n, b in zip(shape, block_size))  # type: ignore[return-value]
+    return xyz(-(-n // b) for n, b in zip(shape, block_size))
 
 
 def _grid_blocks(shape: Xyz, block_size: Sequence[int]) -> int:

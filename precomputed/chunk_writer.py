@@ -27,6 +27,7 @@ import numpy.typing as npt
 from .atomic import replace_bytes
 from .checksums import digest
 from .errors import InvalidOption
+from .geometry import xyz
 
 __all__ = ["COMPRESSIONS", "ScaleWriter"]
 
@@ -75,10 +76,10 @@ class ScaleWriter:
             encoding=scale["encoding"],
             dtype=np.dtype(info["data_type"]),
             channels=int(info["num_channels"]),
-            size=tuple(int(v) for v in scale["size"]),  # type: ignore[arg-type]
-            offset=tuple(int(v) for v in scale["voxel_offset"]),  # type: ignore[arg-type]
-            chunk_size=tuple(int(v) for v in scale["chunk_sizes"][0]),  # type: ignore[arg-type]
-            block_size=tuple(int(v) for v in scale.get("compressed_segmentation_block_size", (8, 8, 8))),  # type: ignore[arg-type]
+            size=xyz(int(v) for v in scale["size"]),
+            offset=xyz(int(v) for v in scale["voxel_offset"]),
+            chunk_size=xyz(int(v) for v in scale["chunk_sizes"][0]),
+            block_size=xyz(int(v) for v in scale.get("compressed_segmentation_block_size", (8, 8, 8))),
             compress=compress,
             root=root,
         )

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .geometry import xyz_float
 from .profiles import get_profile
-from .readers.base import Sourced
+from .readers.base import Sourced, SourceKind
 from .units import to_nm
 
 __all__ = ["DEFAULT_VOXEL_SIZE", "VoxelSize", "resolve_voxel_size"]
@@ -57,8 +58,8 @@ def _file_says(from_file: Sourced, nm: tuple[float, float, float]) -> str:
     return f" (the file says {said} nm: {from_file.detail})"
 
 
-def _summary(axes: tuple[Sourced, Sourced, Sourced]) -> tuple[str, str]:
-    groups: dict[tuple[str, str], list[str]] = {}
+def _summary(axes: tuple[Sourced, Sourced, Sourced]) -> tuple[SourceKind, str]:
+    groups: dict[tuple[SourceKind, str], list[str]] = {}
     for name, entry in zip("xyz", axes):
         groups.setdefault((entry.source, entry.detail), []).append(name)
     if len(groups) == 1:
@@ -101,10 +102,10 @@ def resolve_voxel_size(
         An unknown unit or profile.
     """
     if user is not None:
-        nm = tuple(_clean(to_nm(v, unit)) for v in user)
+        nm = xyz_float(_clean(to_nm(v, unit)) for v in user)
         detail = f"--voxel-size {','.join(f'{v:g}' for v in user)} --unit {unit}"
         if from_file is not None:
-            detail += _file_says(from_file, nm)  # type: ignore[arg-type]
+            detail += _file_says(from_file, nm)
         entry = Sourced(nm, "user", detail)
         return VoxelSize(nm, "user", detail, (entry, entry, entry))
     stated = tuple(from_file.value) if from_file is not None else (None, None, None)
@@ -124,5 +125,5 @@ def resolve_voxel_size(
             axes.append(Sourced(DEFAULT_VOXEL_SIZE[i], "default", detail))
     per_axis = (axes[0], axes[1], axes[2])
     source, detail = _summary(per_axis)
-    value = tuple(a.value for a in per_axis)
-    return VoxelSize(value, source, detail, per_axis)  # type: ignore[arg-type]
+    value = xyz_float(a.value for a in per_axis)
+    return VoxelSize(value, source, detail, per_axis)

@@ -81,10 +81,10 @@ def _plan(storage: Storage, staging: str, run: Run, catalog: Catalog) -> dict[st
     if storage.put_if(f"{staging}/plan.json", text, token=None, content_type="application/json"):
         return doc
     # another run of the same dataset planned at the same moment: join it if it is the same plan
-    other = json.loads(storage.get(f"{staging}/plan.json") or b"{}")
+    other: dict[str, Any] = json.loads(storage.get(f"{staging}/plan.json") or b"{}")
     if other.get("fingerprint") != fingerprint:
         raise DatasetExists(f"another ingest of {run.dataset_id!r} into {catalog.url} with other inputs is running")
-    return other  # type: ignore[no-any-return]
+    return other
 
 
 def ingest_into_bucket(run: Run, catalog: Catalog) -> dict[str, Any]:

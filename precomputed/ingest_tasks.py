@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -72,7 +72,7 @@ def thread_handle(kind: str, key: Any, make: Any) -> Any:
 
 
 def _reader(spec: SourceSpec) -> VolumeReader:
-    return thread_handle("reader", spec, lambda: open_reader(spec))  # type: ignore[no-any-return]
+    return cast(VolumeReader, thread_handle("reader", spec, lambda: open_reader(spec)))
 
 
 def marker_exists(path: str, root: str | None = None) -> bool:

@@ -8,8 +8,9 @@ each path a key under that root (:mod:`precomputed.zarr_store`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -57,8 +58,8 @@ def ensure_labels_group(path: Path | str, *, root: str | None = None) -> list[st
         # on a bucket the label images may be inside already (written in place): "a" keeps them, "w" would not
         _ome(omezarr.open_group(str(path), "w" if root is None else "a", root=root), {"version": "0.5", "labels": []})
         return []
-    ome = dict(omezarr.open_group(str(path), "r", root=root).attrs.get("ome", {}))  # type: ignore[arg-type]
-    return list(ome.get("labels", []))  # type: ignore[arg-type]
+    ome = dict(cast(Mapping[str, Any], omezarr.open_group(str(path), "r", root=root).attrs.get("ome", {})))
+    return list(ome.get("labels", []))
 
 
 def set_labels(path: Path | str, names: list[str], *, root: str | None = None) -> None:

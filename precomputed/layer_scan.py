@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .geometry import VoxelBox, Xyz, chunk_grid
+from .geometry import VoxelBox, Xyz, chunk_grid, xyz
 
 __all__ = ["ChunkCheck", "ChunkFile", "DEFAULT_CHECKS", "check_size", "scan_layer"]
 
@@ -135,8 +135,8 @@ def scan_layer(layer: str | os.PathLike[str], *, fill_missing: bool = False, che
         if scale.get("sharding"):
             continue  # one file holds many chunks: only a full pass can see them
         key = str(scale["key"])
-        bounds = VoxelBox.from_offset_size(tuple(int(v) for v in scale["voxel_offset"]), tuple(int(v) for v in scale["size"]))  # type: ignore[arg-type]
-        chunk: Xyz = tuple(int(v) for v in scale["chunk_sizes"][0])  # type: ignore[assignment]
+        bounds = VoxelBox.from_offset_size(xyz(int(v) for v in scale["voxel_offset"]), xyz(int(v) for v in scale["size"]))
+        chunk: Xyz = xyz(int(v) for v in scale["chunk_sizes"][0])
         files = _listing(root / key)
         missing: list[str] = []
         bad: list[str] = []

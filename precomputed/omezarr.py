@@ -16,7 +16,8 @@ checksum of its own); it costs ~25 GB/s of CRC over the compressed bytes.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -40,9 +41,9 @@ def _store(path: str, root: str | None) -> Any:
     return StorageStore(root_storage(root), path)
 
 
-def open_group(path: str, mode: str = "r+", *, root: str | None = None) -> zarr.Group:
+def open_group(path: str, mode: Literal["r", "r+", "a", "w", "w-"] = "r+", *, root: str | None = None) -> zarr.Group:
     """Open the image group (a folder, or the key ``path`` under the bucket root ``root``)."""
-    return zarr.open_group(_store(path, root), mode=mode, zarr_format=3)  # type: ignore[arg-type]
+    return zarr.open_group(_store(path, root), mode=mode, zarr_format=3)
 
 
 def _axes(channels: int) -> list[dict[str, str]]:
@@ -105,7 +106,7 @@ def set_window(group: zarr.Group, channels: int, dtype: np.dtype[Any], window: t
         lo, hi = float(np.iinfo(dtype).min), float(np.iinfo(dtype).max)
     else:
         lo, hi = float(window[0]), float(window[1])
-    ome: dict[str, Any] = dict(group.attrs["ome"])  # type: ignore[arg-type]
+    ome: dict[str, Any] = dict(cast(Mapping[str, Any], group.attrs["ome"]))
     ome["omero"] = {
         "channels": [
             {

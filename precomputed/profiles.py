@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InvalidOption
+from .geometry import xyz_float
 from .units import to_nm
 
 __all__ = ["Profile", "load_profiles", "get_profile"]
@@ -42,12 +43,12 @@ def _parse(table: Any, origin: str) -> dict[str, Profile]:
             size = entry["voxel_size"]
             if len(size) != 3:
                 raise ValueError("voxel_size needs 3 values")
-            nm = tuple(to_nm(float(v), unit) for v in size)
+            nm = xyz_float(to_nm(float(v), unit) for v in size)
             if not all(v > 0 for v in nm):
                 raise ValueError("voxel sizes must be positive")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InvalidOption(f"profile {name!r} in {origin}: {exc}") from exc
-        out[name] = Profile(name, str(entry.get("description", "")), nm, origin)  # type: ignore[arg-type]
+        out[name] = Profile(name, str(entry.get("description", "")), nm, origin)
     return out
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .geometry import Xyz, ceil_div
+from .geometry import Xyz, ceil_div, xyz, xyz_float
 
 __all__ = ["Mip", "downsample_average", "downsample_mode", "plan_pyramid"]
 
@@ -53,7 +53,7 @@ def next_factor(voxel_size: tuple[float, float, float], shape: Xyz) -> Xyz:
     fine = [ok and v * math.sqrt(2) < coarsest for v, ok in zip(voxel_size, live)]
     if not any(fine):
         fine = live
-    return tuple(2 if f else 1 for f in fine)  # type: ignore[return-value]
+    return xyz(2 if f else 1 for f in fine)
 
 
 def plan_pyramid(
@@ -73,7 +73,7 @@ def plan_pyramid(
         Stop after this many levels (mip 0 included); ``None`` continues until
         a level fits in one chunk.
     """
-    mips = [Mip(0, tuple(shape), tuple(float(v) for v in voxel_size), (1, 1, 1))]  # type: ignore[arg-type]
+    mips = [Mip(0, xyz(shape), xyz_float(float(v) for v in voxel_size), (1, 1, 1))]
     while max_mips is None or len(mips) < max_mips:
         last = mips[-1]
         if all(n <= c for n, c in zip(last.shape, chunk_size)):
@@ -84,8 +84,8 @@ def plan_pyramid(
         mips.append(
             Mip(
                 last.level + 1,
-                tuple(ceil_div(n, f) for n, f in zip(last.shape, factor)),  # type: ignore[arg-type]
-                tuple(v * f for v, f in zip(last.voxel_size, factor)),  # type: ignore[arg-type]
+                xyz(ceil_div(n, f) for n, f in zip(last.shape, factor)),
+                xyz_float(v * f for v, f in zip(last.voxel_size, factor)),
                 factor,
             )
         )

@@ -46,6 +46,7 @@ from . import checksum_writes, image_layer, labels, segment_properties, segmenta
 from . import meshes as mesh_format
 from .catalog import Catalog, new_version
 from .errors import DatasetExists, DatasetNotFound, InvalidOption
+from .geometry import xyz, xyz_float
 from .ingest import local_root, validate_id
 from .ingest_tasks import thread_handle
 from .pyramid import Mip
@@ -191,11 +192,11 @@ class SegmentationWriter:
         record = Catalog(root_path).get(dataset_id)
         if not overwrite and (name in record["layers"] or (root_path / "precomputed" / dataset_id / name).exists()):
             raise DatasetExists(f"dataset {dataset_id!r} has a layer {name!r} already; pass overwrite=True to replace it")
-        image_chunk: Xyz = tuple(int(v) for v in record["chunk_size"])  # type: ignore[assignment]
+        image_chunk: Xyz = xyz(int(v) for v in record["chunk_size"])
         chunk = image_chunk if chunk_size is None else tuple(int(v) for v in chunk_size)
         if len(chunk) != 3 or not all(8 <= v <= 1024 for v in chunk):
             raise InvalidOption(f"chunk_size must be three integers between 8 and 1024, got {chunk_size}")
-        mips = tuple(Mip(k, tuple(m["shape"]), tuple(float(v) for v in m["voxel_size"]), tuple(m["factor"])) for k, m in enumerate(record["mips"]))  # type: ignore[arg-type]
+        mips = tuple(Mip(k, xyz(m["shape"]), xyz_float(float(v) for v in m["voxel_size"]), xyz(m["factor"])) for k, m in enumerate(record["mips"]))
         plan = _Plan(str(dtype), chunk, image_chunk, mips)
         writer = cls(root_path, dataset_id, name, plan)
         staging = writer.staging

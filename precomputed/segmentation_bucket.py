@@ -34,6 +34,7 @@ from . import meshes as mesh_format
 from .bucket import delete_prefix, new_tag, root_storage, upload_folder, versioned
 from .catalog import Catalog, new_version, now
 from .errors import DatasetExists, DatasetNotFound, InvalidOption
+from .geometry import xyz, xyz_float
 from .pyramid import Mip
 
 if TYPE_CHECKING:
@@ -63,11 +64,11 @@ def create_in_bucket(cls: type[SegmentationWriter], url: str, dataset_id: str, n
     record = Catalog(url).get(dataset_id)
     if not overwrite and name in record["layers"]:
         raise DatasetExists(f"dataset {dataset_id!r} has a layer {name!r} already; pass overwrite=True to replace it")
-    image_chunk: Xyz = tuple(int(v) for v in record["chunk_size"])  # type: ignore[assignment]
-    chunk: Xyz = image_chunk if chunk_size is None else tuple(int(v) for v in chunk_size)  # type: ignore[assignment]
+    image_chunk: Xyz = xyz(int(v) for v in record["chunk_size"])
+    chunk: Xyz = image_chunk if chunk_size is None else xyz(int(v) for v in chunk_size)
     if len(chunk) != 3 or not all(8 <= v <= 1024 for v in chunk):
         raise InvalidOption(f"chunk_size must be three integers between 8 and 1024, got {chunk_size}")
-    mips = tuple(Mip(k, tuple(m["shape"]), tuple(float(v) for v in m["voxel_size"]), tuple(m["factor"])) for k, m in enumerate(record["mips"]))  # type: ignore[arg-type]
+    mips = tuple(Mip(k, xyz(m["shape"]), xyz_float(float(v) for v in m["voxel_size"]), xyz(m["factor"])) for k, m in enumerate(record["mips"]))
     plan = _Plan(dtype, chunk, image_chunk, mips)
     staging = _staging(dataset_id, name)
     earlier = storage.get(f"{staging}/writer.json")

@@ -28,7 +28,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from filelock import FileLock, Timeout
 
@@ -58,7 +58,7 @@ def _trash(root: Path, dataset_id: str, name: str) -> Path:
 def read_journal(staging: Path) -> dict[str, Any] | None:
     """The journal of a commit under way in ``staging``, or None."""
     try:
-        return json.loads((staging / JOURNAL).read_text())  # type: ignore[no-any-return]
+        return cast(dict[str, Any], json.loads((staging / JOURNAL).read_text()))
     except FileNotFoundError:
         return None
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import meshes as mesh_format
 from . import segment_properties, sharding
 from .execution import run_tasks
+from .geometry import xyz
 from .ingest_tasks import read_marker
 from .segmentation_tasks import SegJob, run_job
 from .tasks import plan_passes
@@ -35,10 +36,10 @@ def build_passes(self: SegmentationWriter, with_meshes: bool, *, workers: int | 
         if with_meshes:
             os.makedirs(mesh_dir, exist_ok=True)
     # boxes aligned to both the layer's chunks and the OME-Zarr labels' (the image's)
-    grid = tuple(math.lcm(a, b) for a, b in zip(self.chunk_size, self._plan.zarr_chunk_size))
-    passes = plan_passes(self.mips, grid, voxel_bytes=self.dtype.itemsize, task_bytes=max(task_bytes, 1))  # type: ignore[arg-type]
+    grid = xyz(math.lcm(a, b) for a, b in zip(self.chunk_size, self._plan.zarr_chunk_size))
+    passes = plan_passes(self.mips, grid, voxel_bytes=self.dtype.itemsize, task_bytes=max(task_bytes, 1))
     if shard:  # boxes that hold shards of many chunks; mips 1 and up: whole shards inside them
-        passes = sharding.widen_passes(passes, self.mips, grid, voxel_bytes=self.dtype.itemsize, task_bytes=max(task_bytes, 1))  # type: ignore[arg-type]
+        passes = sharding.widen_passes(passes, self.mips, grid, voxel_bytes=self.dtype.itemsize, task_bytes=max(task_bytes, 1))
     if shard and not sharding.is_sharded(self.layer_path, 0):
         sharding.apply_specs(self.layer_path, sharding.pass_specs(self.mips, passes, self.chunk_size, voxel_bytes=self.dtype.itemsize, compress=False, skip=(0,)))
     parts = []

@@ -23,7 +23,7 @@ from cloudvolume import CloudVolume
 from . import checksum_writes, image_layer, omezarr, segment_properties
 from . import meshes as mesh_format
 from .bucket import root_storage, upload_folder
-from .geometry import projection
+from .geometry import projection, xyz
 from .ingest_tasks import marker_exists, thread_handle, write_marker
 from .pyramid import Mip, downsample_mode
 from .tasks import Box
@@ -90,8 +90,8 @@ def run_job(job: SegJob) -> None:
         # on its high sides, so this box's meshes meet its neighbours'
         mesh_mip = min(1, len(job.mips) - 1)
         overlap = job.mips[mesh_mip].factor if job.mesh_dir else (0, 0, 0)
-        stop = tuple(min(b + o, n) for b, o, n in zip(box.stop, overlap, shape0))
-        data = _read(job.layer_path, 0, box.start, stop, job.root)  # type: ignore[arg-type]
+        stop = xyz(min(b + o, n) for b, o, n in zip(box.stop, overlap, shape0))
+        data = _read(job.layer_path, 0, box.start, stop, job.root)
         block = np.ascontiguousarray(data[: box.shape[2], : box.shape[1], : box.shape[0]])
         arrays["ids"], arrays["counts"] = segment_properties.count_labels(block)
         if job.mesh_dir:

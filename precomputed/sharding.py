@@ -35,14 +35,14 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from .atomic import replace_bytes, replace_file
 from .checksums import digest
-from .geometry import Xyz, ceil_div
+from .geometry import Xyz, ceil_div, xyz
 
 if TYPE_CHECKING:
     from .chunk_writer import ScaleWriter
@@ -187,9 +187,9 @@ def pass_specs(mips: Sequence[Mip], passes: Iterable[Pass], chunk_size: Xyz, *, 
             if level not in p.write_mips or level in skip:
                 continue
             shape = mips[level].shape
-            grid = tuple(ceil_div(n, c) for n, c in zip(shape, chunk_size))
-            within = tuple(g if w else ceil_div(b // f, c) for g, w, b, f, c in zip(grid, whole, box, factor, chunk_size))
-            specs[level] = choose_spec(grid, chunk_bytes=chunk_bytes, target_bytes=target_bytes, within=within, compress=compress)  # type: ignore[arg-type]
+            grid = xyz(ceil_div(n, c) for n, c in zip(shape, chunk_size))
+            within = xyz(g if w else ceil_div(b // f, c) for g, w, b, f, c in zip(grid, whole, box, factor, chunk_size))
+            specs[level] = choose_spec(grid, chunk_bytes=chunk_bytes, target_bytes=target_bytes, within=within, compress=compress)
     return specs
 
 
@@ -198,7 +198,7 @@ def spec_for_scale(layer: str | os.PathLike[str], mip: int, *, target_bytes: int
     info = _info(layer)
     scale = info["scales"][mip]
     chunk = [int(v) for v in scale["chunk_sizes"][0]]
-    grid: Xyz = tuple(ceil_div(int(n), c) for n, c in zip(scale["size"], chunk))  # type: ignore[assignment]
+    grid: Xyz = xyz(ceil_div(int(n), c) for n, c in zip(scale["size"], chunk))
     chunk_bytes = chunk[0] * chunk[1] * chunk[2] * int(info["num_channels"]) * np.dtype(info["data_type"]).itemsize
     return choose_spec(grid, chunk_bytes=chunk_bytes, target_bytes=target_bytes, compress=compress)
 
@@ -218,7 +218,7 @@ def is_sharded(layer: str | os.PathLike[str], mip: int) -> bool:
 
 def _info(layer: str | os.PathLike[str]) -> dict[str, Any]:
     with open(os.path.join(layer, "info"), encoding="utf-8") as fh:
-        return json.load(fh)  # type: ignore[no-any-return]
+        return cast(dict[str, Any], json.load(fh))
 
 
 def apply_specs(layer: str | os.PathLike[str], specs: Mapping[int, Mapping[str, Any]]) -> None:
@@ -272,7 +272,7 @@ def write_shards(writer: ScaleWriter, spec: Mapping[str, Any], start: Xyz, block
     """
     _, z, y, x = block.shape
     stop: Xyz = (start[0] + x, start[1] + y, start[2] + z)
-    grid: Xyz = tuple(ceil_div(n, c) for n, c in zip(writer.size, writer.chunk_size))  # type: ignore[assignment]
+    grid: Xyz = xyz(ceil_div(n, c) for n, c in zip(writer.size, writer.chunk_size))
     _check_whole_shards(writer, start, stop, grid, shard_shape(spec, grid))
     cx, cy, cz = writer.chunk_size
     indices: list[Xyz] = []
@@ -311,10 +311,10 @@ def pack_scale(layer: str | os.PathLike[str], mip: int, spec: Mapping[str, Any])
     folder = Path(layer) / key
     written = 0
     if not scale.get("sharding"):
-        chunk: Xyz = tuple(int(v) for v in scale["chunk_sizes"][0])  # type: ignore[assignment]
-        offset: Xyz = tuple(int(v) for v in scale["voxel_offset"])  # type: ignore[assignment]
-        size: Xyz = tuple(int(v) for v in scale["size"])  # type: ignore[assignment]
-        grid: Xyz = tuple(ceil_div(n, c) for n, c in zip(size, chunk))  # type: ignore[assignment]
+        chunk: Xyz = xyz(int(v) for v in scale["chunk_sizes"][0])
+        offset: Xyz = xyz(int(v) for v in scale["voxel_offset"])
+        size: Xyz = xyz(int(v) for v in scale["size"])
+        grid: Xyz = xyz(ceil_div(n, c) for n, c in zip(size, chunk))
         names = sorted(_chunk_names(folder))
         indices = [tuple((int(part.split("-")[0]) - o) // c for part, o, c in zip(name.split("_"), offset, chunk)) for name in names]
         spec_obj = _spec(spec)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .geometry import VoxelBox, Xyz, tile_boxes
+from .geometry import VoxelBox, Xyz, tile_boxes, xyz
 from .pyramid import Mip
 
 __all__ = ["Box", "Pass", "plan_passes"]
@@ -37,7 +37,7 @@ def _cumulative(mips: list[Mip], first: int, last: int) -> Xyz:
     out = [1, 1, 1]
     for mip in mips[first + 1 : last + 1]:
         out = [o * f for o, f in zip(out, mip.factor)]
-    return tuple(out)  # type: ignore[return-value]
+    return xyz(out)
 
 
 def plan_passes(mips: list[Mip], chunk_size: Xyz, *, voxel_bytes: int, task_bytes: int) -> list[Pass]:
@@ -69,9 +69,9 @@ def plan_passes(mips: list[Mip], chunk_size: Xyz, *, voxel_bytes: int, task_byte
             last += 1
             best = factor
         # a box smaller than the whole mip must stay aligned to the coarsest mip's chunks
-        box_size = tuple(c * f if c * f < n else n for c, f, n in zip(chunk_size, best, mips[read].shape))
+        box_size = xyz(c * f if c * f < n else n for c, f, n in zip(chunk_size, best, mips[read].shape))
         passes.append(
-            Pass(len(passes), read, tuple(range(first_write, last + 1)), box_size, tile_boxes(mips[read].shape, box_size))  # type: ignore[arg-type]
+            Pass(len(passes), read, tuple(range(first_write, last + 1)), box_size, tile_boxes(mips[read].shape, box_size))
         )
         read = last
         first_write = last + 1

@@ -120,13 +120,13 @@ def parse_voxel_size(text: str | Sequence[float]) -> tuple[float, float, float]:
     InvalidOption
         Not exactly three positive finite numbers.
     """
-    parts: Sequence[object]
+    parts: Sequence[str | float]
     if isinstance(text, str):
         parts = [p for p in re.split(r"[,x\s]+", text.strip().lower()) if p]
     else:
         parts = list(text)
     try:
-        values = tuple(float(p) for p in parts)  # type: ignore[arg-type]
+        values = tuple(float(p) for p in parts)
     except (TypeError, ValueError):
         values = ()
     if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):

@@ -110,13 +110,13 @@ class CloudStorage(Storage):
             raise self._fail("written", key, exc) from exc
 
     def put_many(self, items: Mapping[str, bytes], *, content_type: str | None = None, durable: bool = True) -> None:
-        files = [{"path": check_key(k), "content": bytes(v)} for k, v in items.items()]
+        files: list[dict[str, Any]] = [{"path": check_key(k), "content": bytes(v)} for k, v in items.items()]
         if not files:
             return
         try:
             self.cf.puts(files, content_type=content_type or "application/octet-stream", compress=None, raw=True)
         except Exception as exc:
-            raise self._fail("written", files[0]["path"], exc) from exc  # type: ignore[arg-type]
+            raise self._fail("written", files[0]["path"], exc) from exc
 
     def delete(self, key: str) -> None:
         check_key(key)

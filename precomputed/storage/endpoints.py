@@ -83,7 +83,7 @@ def _without_session_token(lookup: Callable[..., dict[str, Any]]) -> Callable[..
             found: dict[str, Any] = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION") if k in os.environ}
             return found
 
-    credentials.__blockio_guarded__ = True  # type: ignore[attr-defined]
+    credentials.__dict__["__blockio_guarded__"] = True
     return credentials
 
 
@@ -113,7 +113,7 @@ def _quiet_google(lookup: Callable[..., tuple[Any, Any]]) -> Callable[..., tuple
             return lookup(bucket)
         return os.environ.get("GOOGLE_CLOUD_PROJECT") or secrets.PROJECT_NAME, None
 
-    credentials.__blockio_guarded__ = True  # type: ignore[attr-defined]
+    credentials.__dict__["__blockio_guarded__"] = True
     return credentials
 
 
