@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from blockio.errors import InvalidRequest
+from precomputed.geometry import xyz_float
 
 __all__ = ["INDEX_VOXELS", "CentreIndex", "centre_index", "index_mip", "segment_classes"]
 
@@ -124,7 +125,7 @@ class CentreIndex:
         flat = int(members[rng.integers(0, len(members))])
         z, y, x = np.unravel_index(flat, self.shape_zyx)
         jitter = rng.random(3)
-        return tuple((s + int(i) + float(j)) * v for s, i, j, v in zip(self.start, (x, y, z), jitter, self.voxel_size))  # type: ignore[return-value]
+        return xyz_float((s + int(i) + float(j)) * v for s, i, j, v in zip(self.start, (x, y, z), jitter, self.voxel_size))
 
 
 def _class_name(segment: int, class_map: Mapping[int, str] | None, names: Mapping[int, str] | None) -> str:

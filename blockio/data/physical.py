@@ -38,6 +38,7 @@ import numpy.typing as npt
 
 from blockio.boxes import VoxelBox, Xyz
 from blockio.errors import InvalidRequest
+from precomputed.geometry import xyz, xyz_float
 
 __all__ = ["MARGIN", "TargetGrid", "choose_mip", "parse_voxel_size"]
 
@@ -98,18 +99,18 @@ class TargetGrid:
     @property
     def scale(self) -> Nm:
         """Source voxels per target voxel, (x, y, z)."""
-        return tuple(t / v for t, v in zip(self.target, self.voxel_size))  # type: ignore[return-value]
+        return xyz_float(t / v for t, v in zip(self.target, self.voxel_size))
 
     @property
     def sigma(self) -> Nm:
         """The anti-aliasing Gaussian's sigma in source voxels (x, y, z): ``(s - 1) / 2`` where ``s > 1``."""
-        return tuple(max(0.0, (s - 1.0) / 2.0) if s > 1 + _TOLERANCE else 0.0 for s in self.scale)  # type: ignore[return-value]
+        return xyz_float(max(0.0, (s - 1.0) / 2.0) if s > 1 + _TOLERANCE else 0.0 for s in self.scale)
 
     def target_bounds(self) -> VoxelBox:
         """The target voxels (x, y, z) that lie wholly inside the volume (at least one per axis)."""
         start = [math.ceil(lo / t - _TOLERANCE) for lo, t in zip(self.extent_nm[0], self.target)]
         stop = [max(a + 1, math.floor(hi / t + _TOLERANCE)) for a, hi, t in zip(start, self.extent_nm[1], self.target)]
-        return VoxelBox(tuple(start), tuple(stop))  # type: ignore[arg-type]
+        return VoxelBox(xyz(start), xyz(stop))
 
     def _coordinates(self, offset: Xyz, size: Xyz) -> list[npt.NDArray[np.float64]]:
         # per axis (x, y, z): the physical centre of each target voxel, in source voxels

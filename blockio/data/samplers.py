@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from blockio.boxes import VoxelBox, Xyz
 from blockio.errors import InvalidRequest
-from precomputed.geometry import block_starts
+from precomputed.geometry import block_starts, xyz
 
 __all__ = ["SAMPLERS", "Volume", "centred_offset", "cumulative_weights", "grid_item", "random_offset", "random_volume"]
 
@@ -97,7 +97,7 @@ def random_volume(rng: np.random.Generator, volumes: Sequence[Volume], cumulativ
 def random_offset(rng: np.random.Generator, volume: Volume, patch_size: Xyz) -> Xyz:
     """A uniform (x, y, z) offset where the patch fits (the volume's start on an axis where it does not)."""
     bounds = volume.bounds
-    return tuple(int(lo + rng.integers(0, max(0, s - p) + 1)) for lo, s, p in zip(bounds.start, bounds.size, patch_size))  # type: ignore[return-value]
+    return xyz(int(lo + rng.integers(0, max(0, s - p) + 1)) for lo, s, p in zip(bounds.start, bounds.size, patch_size))
 
 
 def centred_offset(volume: Volume, centre_nm: tuple[float, float, float], patch_size: Xyz) -> Xyz:
@@ -107,4 +107,4 @@ def centred_offset(volume: Volume, centre_nm: tuple[float, float, float], patch_
     for c, v, p, lo, hi in zip(centre_nm, volume.voxel_size, patch_size, bounds.start, bounds.stop):
         start = math.floor(c / v - p / 2 + 0.5)
         out.append(int(min(max(start, lo), max(lo, hi - p))))
-    return tuple(out)  # type: ignore[return-value]
+    return xyz(out)

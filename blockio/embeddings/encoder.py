@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from blockio.errors import InvalidRequest
+from precomputed.geometry import xyz
 
 __all__ = ["CellEncoder", "ENCODER_HALO", "POOLING", "train_encoder"]
 
@@ -270,7 +271,7 @@ def train_encoder(
     net = _network(int(volume.shape[0]), width, dimension)
     head = _head(dimension)
     opt = torch.optim.Adam([*net.parameters(), *head.parameters()], lr=2e-3)
-    size: Xyz = tuple(c + 2 * h for c, h in zip(cell, ENCODER_HALO))  # type: ignore[assignment]
+    size: Xyz = xyz(c + 2 * h for c, h in zip(cell, ENCODER_HALO))
     hx, hy, hz = (h // p for h, p in zip(ENCODER_HALO, POOLING))
     started = time.monotonic()
     losses: list[float] = []

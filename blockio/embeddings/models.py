@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from precomputed.geometry import xyz_float
+
 __all__ = ["MultiscaleFeatures", "model_halo", "multiscale_features", "weights_hash"]
 
 Xyz = tuple[int, int, int]
@@ -106,7 +108,7 @@ class MultiscaleFeatures:
     def _sigmas(self, scale: float, voxel_size: tuple[float, float, float] | None) -> tuple[float, float, float]:
         vs = voxel_size or (1.0, 1.0, 1.0)
         finest = min(vs)
-        return tuple(scale * finest / v for v in reversed(vs))  # type: ignore[return-value]  # z, y, x
+        return xyz_float(scale * finest / v for v in reversed(vs))  # z, y, x
 
     def voxel_features(self, image: npt.NDArray[np.float32], voxel_size: tuple[float, float, float] | None) -> npt.NDArray[np.float32]:
         """``[2 * len(scales), Z, Y, X]``: smoothed intensity and gradient magnitude per scale."""

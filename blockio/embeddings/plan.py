@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from blockio.boxes import VoxelBox
+from precomputed.geometry import xyz
 
 __all__ = ["EmbedPlan"]
 
@@ -48,12 +49,12 @@ class EmbedPlan:
     def cells(self) -> Xyz:
         """Cells along x, y, z (cell granularity)."""
         assert self.cell is not None  # noqa: S101 - internal
-        return tuple(-(-n // c) for n, c in zip(self.shape, self.cell))  # type: ignore[return-value]
+        return xyz(-(-n // c) for n, c in zip(self.shape, self.cell))
 
     @property
     def counts(self) -> Xyz:
         """Tasks along x, y, z."""
-        return tuple(-(-n // c) for n, c in zip(self.shape, self.core))  # type: ignore[return-value]
+        return xyz(-(-n // c) for n, c in zip(self.shape, self.core))
 
     @property
     def tasks(self) -> int:
@@ -65,7 +66,7 @@ class EmbedPlan:
 
     def box(self, index: int) -> VoxelBox:
         """Task ``index``'s core: whole cells (cells), or clipped to the volume (segments)."""
-        start = tuple(i * c for i, c in zip(self.ijk(index), self.core))
+        start = xyz(i * c for i, c in zip(self.ijk(index), self.core))
         if self.cell is None:
             stop = tuple(min(s + c, n) for s, c, n in zip(start, self.core, self.shape))
         else:
@@ -75,7 +76,7 @@ class EmbedPlan:
 
     def window(self, index: int) -> VoxelBox:
         box = self.box(index)
-        return VoxelBox(tuple(a - h for a, h in zip(box.start, self.halo)), tuple(b + h for b, h in zip(box.stop, self.halo)))  # type: ignore[arg-type]
+        return VoxelBox(xyz(a - h for a, h in zip(box.start, self.halo)), xyz(b + h for b, h in zip(box.stop, self.halo)))
 
     def cell_slices(self, index: int) -> tuple[slice, slice, slice]:
         """The (z, y, x) cell slices task ``index`` fills in the ``[D, nz, ny, nx]`` array."""

@@ -38,6 +38,7 @@ from blockio.embeddings.models import model_halo, weights_hash
 from blockio.embeddings.plan import EmbedPlan
 from blockio.errors import InvalidRequest
 from blockio.inference.protocol import Model, load_model, model_name, model_parameters, model_version
+from precomputed.geometry import xyz
 
 __all__ = ["DEFAULT_MODEL", "EmbedOptions", "run_embedding"]
 
@@ -184,17 +185,17 @@ def _plan(root: Path, record: dict[str, Any], dataset: str, name: str, model: An
     from blockio.embeddings.records import input_signature
 
     mip = record["mips"][opts.mip]
-    shape: Xyz = tuple(int(v) for v in mip["shape"])  # type: ignore[assignment]
+    shape: Xyz = xyz(int(v) for v in mip["shape"])
     vs = tuple(float(v) for v in mip["voxel_size"])
     vs0 = tuple(float(v) for v in record["mips"][0]["voxel_size"])
     halo = model_halo(model_fn)
     if opts.segments is None:
         cell: Xyz | None = opts.cell
-        core: Xyz = tuple(-(-b // c) * c for b, c in zip(opts.block, opts.cell))  # type: ignore[assignment]
+        core: Xyz = xyz(-(-b // c) * c for b, c in zip(opts.block, opts.cell))
     else:
         cell = None
         chunk = tuple(int(v) for v in record["chunk_size"])
-        core = tuple(-(-b // c) * c for b, c in zip(opts.block, chunk))  # type: ignore[assignment]
+        core = xyz(-(-b // c) * c for b, c in zip(opts.block, chunk))
     layers = ["image"] + ([opts.segments] if opts.segments else [])
     plan = EmbedPlan(
         str(root), dataset, name, model if isinstance(model, str) else model_fn, label, str(staging), shape, cell, core, halo, opts.mip, opts.normalize, opts.segments,

@@ -55,6 +55,7 @@ from blockio.errors import InvalidRequest, LayerNotFound, TooLarge
 from blockio.inference.options import InferenceOptions
 from blockio.inference.plan import RunPlan
 from blockio.inference.protocol import Model, check_output, load_model, model_name, model_parameters, model_version
+from precomputed.geometry import xyz
 
 __all__ = ["KINDS", "LiveLayer", "LiveModel", "parse_live_model", "parse_live_models"]
 
@@ -210,9 +211,9 @@ class LiveLayer:
         if held is not None:
             return held
         opts = self.live.options
-        shape: Xyz = tuple(int(v) for v in record["shape"])  # type: ignore[assignment]
-        chunk: Xyz = tuple(int(v) for v in record["chunk_size"])  # type: ignore[assignment]
-        core: Xyz = tuple(-(-b // c) * c for b, c in zip(opts.block, chunk))  # type: ignore[assignment]
+        shape: Xyz = xyz(int(v) for v in record["shape"])
+        chunk: Xyz = xyz(int(v) for v in record["chunk_size"])
+        core: Xyz = xyz(-(-b // c) * c for b, c in zip(opts.block, chunk))
         kind, channels = self._kind(dataset, shape, chunk)
         content = {
             "live": LIVE_VERSION,
@@ -311,7 +312,7 @@ class LiveLayer:
             if a % c or a >= n or b != min(a + c, n):
                 raise LayerNotFound(f"live layer {self.layer!r} has no chunk {key}/{name} (chunks of {list(g.chunk)} in {list(g.shape)}, x, y, z)")
             index.append(a // c)
-        return tuple(index)  # type: ignore[return-value]
+        return xyz(index)
 
     def _key(self, g: _Geometry, index: Xyz) -> ChunkKey:
         return ChunkKey(g.dataset, self.layer, g.version, "live", 0, index)

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from blockio.errors import InvalidRequest
+from precomputed.geometry import xyz, xyz_float
 
 __all__ = ["MembraneWatershed", "ThresholdModel", "TinyUNetModel", "membrane_watershed", "seeded_watershed", "threshold_model", "train_tiny_unet"]
 
@@ -155,7 +156,7 @@ class ThresholdModel:
         """(x, y, z) voxels."""
         if self.sigma is None:
             return (0, 0, 0)
-        return tuple(int(math.ceil(4 * s)) for s in self.sigma)  # type: ignore[return-value]
+        return xyz(int(math.ceil(4 * s)) for s in self.sigma)
 
     def __call__(self, block: Block) -> Block:
         image = np.asarray(block, dtype=np.float32)[0]
@@ -173,7 +174,7 @@ def threshold_model(threshold: float = 0.5, *, sigma: Sequence[float] | None = N
         raise InvalidRequest(f"threshold must be finite, got {threshold!r}")
     if sigma is not None and (len(sigma) != 3 or any(float(s) <= 0 for s in sigma)):
         raise InvalidRequest(f"sigma must be three positive numbers (x, y, z), got {sigma!r}")
-    return ThresholdModel(float(threshold), None if sigma is None else tuple(float(s) for s in sigma))  # type: ignore[arg-type]
+    return ThresholdModel(float(threshold), None if sigma is None else xyz_float(float(s) for s in sigma))
 
 
 # -- a tiny CNN ------------------------------------------------------------------

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from blockio.boxes import VoxelBox
+from precomputed.geometry import xyz
 
 __all__ = ["RunPlan", "save_atomic"]
 
@@ -50,7 +51,7 @@ class RunPlan:
     @property
     def counts(self) -> Xyz:
         """Tasks along x, y and z."""
-        return tuple(-(-n // c) for n, c in zip(self.shape, self.core))  # type: ignore[return-value]
+        return xyz(-(-n // c) for n, c in zip(self.shape, self.core))
 
     @property
     def tasks(self) -> int:
@@ -69,14 +70,14 @@ class RunPlan:
 
     def box(self, index: int) -> VoxelBox:
         """Task ``index``'s core, clipped to the volume."""
-        start = tuple(i * c for i, c in zip(self.ijk(index), self.core))
-        stop = tuple(min(s + c, n) for s, c, n in zip(start, self.core, self.shape))
-        return VoxelBox(start, stop)  # type: ignore[arg-type]
+        start = xyz(i * c for i, c in zip(self.ijk(index), self.core))
+        stop = xyz(min(s + c, n) for s, c, n in zip(start, self.core, self.shape))
+        return VoxelBox(start, stop)
 
     def window(self, index: int) -> VoxelBox:
         """Task ``index``'s core grown by the halo (it may leave the volume: read with reflection)."""
         box = self.box(index)
-        return VoxelBox(tuple(a - h for a, h in zip(box.start, self.halo)), tuple(b + h for b, h in zip(box.stop, self.halo)))  # type: ignore[arg-type]
+        return VoxelBox(xyz(a - h for a, h in zip(box.start, self.halo)), xyz(b + h for b, h in zip(box.stop, self.halo)))
 
     def path(self, name: str) -> Path:
         """A file of the local staging folder."""

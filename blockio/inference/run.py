@@ -84,6 +84,7 @@ from blockio.inference.protocol import Model, load_model, model_name, model_para
 from blockio.inference.stitching import global_ids
 from blockio.inference.tasks import open_store, segment_task, write_task
 from precomputed.errors import PrecomputedError
+from precomputed.geometry import xyz
 
 __all__ = ["InferenceOptions", "load_model", "model_name", "run_inference"]
 
@@ -158,9 +159,9 @@ def run_inference(
             pickle.dumps(model_fn)
         except Exception as exc:  # pickling user objects fails in many ways
             raise InvalidRequest(f"model {label!r} cannot be pickled for scheduler {opts.scheduler!r} ({exc}); pass it as 'pkg.module:callable'") from exc
-    shape: Xyz = tuple(int(v) for v in record["shape"])  # type: ignore[assignment]
-    chunk: Xyz = tuple(int(v) for v in record["chunk_size"])  # type: ignore[assignment]
-    core: Xyz = tuple(-(-b // c) * c for b, c in zip(opts.block, chunk))  # type: ignore[assignment]
+    shape: Xyz = xyz(int(v) for v in record["shape"])
+    chunk: Xyz = xyz(int(v) for v in record["chunk_size"])
+    core: Xyz = xyz(-(-b // c) * c for b, c in zip(opts.block, chunk))
     if core != opts.block:
         log.info("block %s rounded up to %s, a multiple of the chunk size %s", list(opts.block), list(core), list(chunk))
 

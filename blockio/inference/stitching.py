@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from blockio.errors import InvalidRequest
 from blockio.inference.plan import RunPlan
+from precomputed.geometry import xyz
 
 __all__ = ["global_ids"]
 
@@ -70,7 +71,7 @@ def global_ids(plan: RunPlan) -> tuple[npt.NDArray[np.uint32], list[int], int]:
             nb[axis] += 1
             if nb[axis] >= plan.counts[axis]:
                 continue
-            j = plan.index(tuple(nb))  # type: ignore[arg-type]
+            j = plan.index(xyz(nb))
             a, b = _face(plan, i, hi_face), _face(plan, j, lo_face)
             keep = (a > 0) & (b > 0)
             a = a[keep] + offsets[i]

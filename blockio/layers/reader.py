@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from blockio.boxes import VoxelBox
 from blockio.errors import ChunkError, InvalidRequest, MissingChunk
+from precomputed.geometry import xyz
 
 __all__ = ["LayerReader", "SOURCES"]
 
@@ -130,7 +131,7 @@ class LayerReader:
 
     def _mip_bounds(self, mip: int) -> VoxelBox:
         b = self._vol.meta.bounds(mip)
-        return VoxelBox(tuple(int(v) for v in b.minpt[:3]), tuple(int(v) for v in b.maxpt[:3]))  # type: ignore[arg-type]
+        return VoxelBox(xyz(int(v) for v in b.minpt[:3]), xyz(int(v) for v in b.maxpt[:3]))
 
     def bounds(self, mip: int) -> VoxelBox:
         """(x, y, z) bounds of a mip."""

@@ -35,6 +35,7 @@ import numpy.typing as npt
 
 from blockio.boxes import VoxelBox
 from blockio.errors import ChunkError
+from precomputed.geometry import xyz
 
 __all__ = ["ShardedScale"]
 
@@ -103,7 +104,7 @@ class ShardedScale:
             self.spec = ShardingSpecification.from_dict(dict(spec))
         except Exception as exc:  # SpecViolation, TypeError, KeyError for a malformed spec
             raise ChunkError(f"scale {key} of {where} has an invalid sharding spec: {exc}") from exc
-        self.grid: Xyz = tuple(-(-n // c) for n, c in zip(bounds.size, chunk_size))  # type: ignore[assignment]
+        self.grid: Xyz = xyz(-(-n // c) for n, c in zip(bounds.size, chunk_size))
         self.gzip_data = self.spec.data_encoding == "gzip"
         self._index_bytes = int(self.spec.index_length())
         self._local = None if local_base is None else os.path.join(local_base, key)
