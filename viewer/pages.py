@@ -58,12 +58,17 @@ def get_reviews() -> ReviewLog:
     return current_app.extensions["viewer.reviews"]  # type: ignore[no-any-return]
 
 
-def _shown_reviews() -> tuple[list[dict[str, Any]], str]:
-    """Every verdict and ``""``; or none and the problem, when reviews.json is malformed (the page still renders)."""
+def _recent_reviews(dataset: str, limit: int) -> tuple[list[dict[str, Any]], int, str]:
+    """A dataset's newest ``limit`` verdicts, how many it has, and ``""``; or none and the problem (the page still renders).
+
+    One indexed query each: a page never loads every stored verdict.
+    """
     try:
-        return get_reviews().all(), ""
+        log_ = get_reviews()
+        items, _ = log_.page(dataset, limit=limit)
+        return list(items), log_.count(dataset), ""
     except ReviewsUnavailable as exc:
-        return [], str(exc)
+        return [], 0, str(exc)
 
 
 def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
@@ -93,7 +98,7 @@ def histogram_path(histogram: dict[str, Any], *, width: int = 120, height: int =
     return "".join(parts)
 
 
-def _row(record: dict[str, Any], reviews: list[dict[str, Any]], live: list[str]) -> dict[str, Any]:
+def _row(record: dict[str, Any], reviews: list[dict[str, Any]], review_count: int, live: list[str]) -> dict[str, Any]:
     provenance = record.get("provenance", {})
     layers = []
     for name, meta in sorted(record["layers"].items()):
@@ -124,7 +129,7 @@ def _row(record: dict[str, Any], reviews: list[dict[str, Any]], live: list[str])
         "live": live if "image" in record["layers"] else [],
         "compares": compares,
         "reviews": reviews[:10],
-        "review_count": len(reviews),
+        "review_count": review_count,
     }
 
 
@@ -139,14 +144,12 @@ def index() -> str:
     pages = max(1, math.ceil(len(ids) / per_page))
     page = _int_arg("page", 1, 1, pages)
     chosen = ids[(page - 1) * per_page : page * per_page]
-    reviews, reviews_problem = _shown_reviews()
-    by_dataset: dict[str, list[dict[str, Any]]] = {}
-    for review in reversed(reviews):
-        by_dataset.setdefault(review.get("dataset", ""), []).append(review)
-    rows, broken = [], []
+    rows, broken, reviews_problem = [], [], ""
     for dataset in chosen:
+        reviews, review_count, problem = _recent_reviews(dataset, 10)
+        reviews_problem = reviews_problem or problem
         try:
-            rows.append(_row(store.info(dataset), by_dataset.get(dataset, []), live_layers(current_app)))
+            rows.append(_row(store.info(dataset), reviews, review_count, live_layers(current_app)))
         except BlockioError as exc:  # a malformed record is listed with its problem, the rest are served
             broken.append((dataset, str(exc)))
     return render_template(
@@ -184,7 +187,7 @@ def _client_assets() -> list[tuple[str, str]]:
 def view(dataset: str) -> str:
     record, spec, query = view_spec(dataset)
     state = opening_state(record, spec, query)
-    reviews, reviews_problem = _shown_reviews()
+    reviews, _, reviews_problem = _recent_reviews(dataset, 20)
     stable_url = url_for("viewer.view", dataset=dataset, **spec.query())  # type: ignore[arg-type]
     review_url = url_for("viewer.review", dataset=dataset)
     queue = None
@@ -216,7 +219,7 @@ def view(dataset: str) -> str:
         review_url=review_url,
         verdicts=VERDICTS,
         key_bindings=[(action, key, key_label(key), verdict) for action, (key, verdict) in KEY_BINDINGS.items()],
-        reviews=[r for r in reversed(reviews) if r.get("dataset") == dataset][:20],
+        reviews=reviews,
         reviews_problem=reviews_problem,
     )
 
