@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from blockio.boxes import VoxelBox
-from precomputed.geometry import xyz
+from precomputed.geometry import grid_shape, xyz
 
 __all__ = ["EmbedPlan"]
 
@@ -49,12 +49,12 @@ class EmbedPlan:
     def cells(self) -> Xyz:
         """Cells along x, y, z (cell granularity)."""
         assert self.cell is not None  # noqa: S101 - internal
-        return xyz(-(-n // c) for n, c in zip(self.shape, self.cell))
+        return grid_shape(self.shape, self.cell)
 
     @property
     def counts(self) -> Xyz:
         """Tasks along x, y, z."""
-        return xyz(-(-n // c) for n, c in zip(self.shape, self.core))
+        return grid_shape(self.shape, self.core)
 
     @property
     def tasks(self) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from blockio.boxes import VoxelBox
-from precomputed.geometry import xyz
+from precomputed.geometry import grid_shape, xyz
 
 __all__ = ["RunPlan", "save_atomic"]
 
@@ -51,7 +51,7 @@ class RunPlan:
     @property
     def counts(self) -> Xyz:
         """Tasks along x, y and z."""
-        return xyz(-(-n // c) for n, c in zip(self.shape, self.core))
+        return grid_shape(self.shape, self.core)
 
     @property
     def tasks(self) -> int:
